@@ -1,0 +1,2 @@
+//! `uring-tunnel` command-line front end.
+fn main() {}

@@ -1,0 +1,11 @@
+//! Sans-IO WireGuard protocol core.
+//!
+//! Nothing in this crate touches a socket, a file or a clock: every function that needs the
+//! time takes `now` (a monotonic [`core::time::Duration`] since an arbitrary origin chosen by
+//! the caller) as an argument, every function that needs randomness takes an RNG, and every
+//! transport packet is transformed in place in the caller's buffer.
+#![warn(missing_docs)]
+
+mod error;
+
+pub use error::Error;

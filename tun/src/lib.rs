@@ -1,0 +1,2 @@
+//! TUN device and virtio-net offload helpers.
+#![warn(missing_docs)]
