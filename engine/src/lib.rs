@@ -2,4 +2,5 @@
 #![warn(missing_docs)]
 
 pub mod allowed_ips;
+pub mod batch;
 pub mod stats;
