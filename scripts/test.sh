@@ -17,6 +17,7 @@ declare -A apt_for=(
   [wireguard-go]=wireguard-go
   [ip]=iproute2
   [ethtool]=ethtool
+  [ping]=iputils-ping
 )
 missing=()
 for cmd in "${!apt_for[@]}"; do
