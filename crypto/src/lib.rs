@@ -9,3 +9,9 @@
 mod error;
 
 pub use error::Error;
+
+// Handshake helper's modules.
+pub mod cookie;
+pub mod keys;
+pub mod messages;
+pub mod noise;
