@@ -12,6 +12,7 @@ pub use error::Error;
 
 // Handshake helper's modules.
 pub mod cookie;
+pub mod handshake;
 pub mod keys;
 pub mod messages;
 pub mod noise;
