@@ -9,3 +9,10 @@
 mod error;
 
 pub use error::Error;
+
+// Handshake helper's modules.
+pub mod cookie;
+pub mod handshake;
+pub mod keys;
+pub mod messages;
+pub mod noise;
