@@ -231,7 +231,9 @@ impl<'p> Parser<'p> {
                         if let Some((first, _)) = &iface {
                             return Err(self.err(
                                 self.line,
-                                format!("second [Interface] section (the first is on line {first})"),
+                                format!(
+                                    "second [Interface] section (the first is on line {first})"
+                                ),
                             ));
                         }
                         iface = Some((self.line, IfaceDraft::default()));
@@ -305,7 +307,10 @@ impl<'p> Parser<'p> {
             {
                 return Err(self.err(
                     p.line,
-                    format!("duplicate peer: same PublicKey as the [Peer] on line {}", dup.line),
+                    format!(
+                        "duplicate peer: same PublicKey as the [Peer] on line {}",
+                        dup.line
+                    ),
                 ));
             }
             out_peers.push(PeerConfig {
@@ -480,12 +485,14 @@ impl<'p> Parser<'p> {
 
     fn prefix(&self, item: &str, what: &str) -> Result<IpNet, ConfigError> {
         let net = if item.contains('/') {
-            item.parse::<IpNet>().map_err(|_| {
-                self.err(self.line, format!("{what}: `{item}` is not an IP prefix"))
-            })?
+            item.parse::<IpNet>()
+                .map_err(|_| self.err(self.line, format!("{what}: `{item}` is not an IP prefix")))?
         } else {
             let addr: IpAddr = item.parse().map_err(|_| {
-                self.err(self.line, format!("{what}: `{item}` is not an IP address or prefix"))
+                self.err(
+                    self.line,
+                    format!("{what}: `{item}` is not an IP address or prefix"),
+                )
             })?;
             IpNet::from(addr)
         };
@@ -496,7 +503,10 @@ impl<'p> Parser<'p> {
     fn interface_address(&self, item: &str) -> Result<IpNet, ConfigError> {
         if item.contains('/') {
             item.parse::<IpNet>().map_err(|_| {
-                self.err(self.line, format!("Address: `{item}` is not an address/prefix"))
+                self.err(
+                    self.line,
+                    format!("Address: `{item}` is not an address/prefix"),
+                )
             })
         } else {
             let addr: IpAddr = item.parse().map_err(|_| {
@@ -510,11 +520,15 @@ impl<'p> Parser<'p> {
         let bad = |why: &str| {
             self.err(
                 self.line,
-                format!("Endpoint `{value}`: {why} (expected host:port, 1.2.3.4:port or [v6]:port)"),
+                format!(
+                    "Endpoint `{value}`: {why} (expected host:port, 1.2.3.4:port or [v6]:port)"
+                ),
             )
         };
         let (host, port) = if let Some(rest) = value.strip_prefix('[') {
-            let (h, p) = rest.split_once("]:").ok_or_else(|| bad("missing `]:port`"))?;
+            let (h, p) = rest
+                .split_once("]:")
+                .ok_or_else(|| bad("missing `]:port`"))?;
             h.parse::<std::net::Ipv6Addr>()
                 .map_err(|_| bad("not an IPv6 address inside brackets"))?;
             (h, p)
@@ -569,7 +583,10 @@ mod tests {
         assert_eq!(p.endpoint.as_ref().unwrap().to_string(), "[fd00::2]:51820");
         assert_eq!(p.persistent_keepalive, Some(25));
         assert_eq!(p.allowed_ips[2].to_string(), "10.0.0.0/8");
-        assert_eq!(c.peers[1].endpoint.as_ref().unwrap().host, "example.invalid");
+        assert_eq!(
+            c.peers[1].endpoint.as_ref().unwrap().host,
+            "example.invalid"
+        );
     }
 
     #[test]
@@ -584,19 +601,57 @@ mod tests {
     fn errors_name_line_and_reason() {
         let cases = [
             ("[Interface]\nPrivateKey = abc\n", 2, "PrivateKey"),
-            (&format!("[Interface]\nPrivateKey={K1}\nListenPort = 70000\n"), 3, "ListenPort"),
-            (&format!("[Interface]\nPrivateKey={K1}\nBogus = 1\n"), 3, "unknown key"),
-            (&format!("[Interface]\nPrivateKey={K1}\n[Peer]\nEndpoint = 1.2.3.4\n"), 4, "missing port"),
-            (&format!("[Interface]\nPrivateKey={K1}\n[Peer]\nAllowedIPs = 1.2.3.4/40\n"), 4, "AllowedIPs"),
-            (&format!("[Interface]\nPrivateKey={K1}\n[Peer]\n"), 3, "no PublicKey"),
-            (&format!("[Interface]\nPrivateKey={K1}\n[Peer]\nPublicKey={K2}\n[Peer]\nPublicKey={K2}\n"), 5, "duplicate peer"),
+            (
+                &format!("[Interface]\nPrivateKey={K1}\nListenPort = 70000\n"),
+                3,
+                "ListenPort",
+            ),
+            (
+                &format!("[Interface]\nPrivateKey={K1}\nBogus = 1\n"),
+                3,
+                "unknown key",
+            ),
+            (
+                &format!("[Interface]\nPrivateKey={K1}\n[Peer]\nEndpoint = 1.2.3.4\n"),
+                4,
+                "missing port",
+            ),
+            (
+                &format!("[Interface]\nPrivateKey={K1}\n[Peer]\nAllowedIPs = 1.2.3.4/40\n"),
+                4,
+                "AllowedIPs",
+            ),
+            (
+                &format!("[Interface]\nPrivateKey={K1}\n[Peer]\n"),
+                3,
+                "no PublicKey",
+            ),
+            (
+                &format!(
+                    "[Interface]\nPrivateKey={K1}\n[Peer]\nPublicKey={K2}\n[Peer]\nPublicKey={K2}\n"
+                ),
+                5,
+                "duplicate peer",
+            ),
             ("PrivateKey = x\n", 1, "outside"),
             ("[Interface\n", 1, "malformed"),
             ("[Interface]\n", 1, "no PrivateKey"),
             ("", 0, "no [Interface]"),
-            (&format!("[Interface]\nPrivateKey={K1}\nMTU = 100\n"), 3, "MTU"),
-            (&format!("[Interface]\nPrivateKey={K1}\n[Peer]\nEndpoint = fd00::1:5\n"), 4, "brackets"),
-            (&format!("[Interface]\nPrivateKey={K1}\njunk\n"), 3, "Key = Value"),
+            (
+                &format!("[Interface]\nPrivateKey={K1}\nMTU = 100\n"),
+                3,
+                "MTU",
+            ),
+            (
+                &format!("[Interface]\nPrivateKey={K1}\n[Peer]\nEndpoint = fd00::1:5\n"),
+                4,
+                "brackets",
+            ),
+            (
+                &format!("[Interface]\nPrivateKey={K1}\njunk\n"),
+                3,
+                "Key = Value",
+            ),
         ];
         for (text, line, needle) in cases {
             let e = parse(text).unwrap_err();
@@ -608,7 +663,14 @@ mod tests {
 
     #[test]
     fn never_panics_on_garbage() {
-        for text in ["[", "]", "=", "[Peer]\n=\n", "[Interface]\nAddress=/\n", "\u{0}\u{ff}"] {
+        for text in [
+            "[",
+            "]",
+            "=",
+            "[Peer]\n=\n",
+            "[Interface]\nAddress=/\n",
+            "\u{0}\u{ff}",
+        ] {
             let _ = parse(text);
         }
     }

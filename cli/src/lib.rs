@@ -1,0 +1,5 @@
+//! Library side of the `uring-tunnel` binary: configuration parsing shared by the commands
+//! and by the end-to-end tests.
+#![warn(missing_docs)]
+
+pub mod config;
