@@ -2,3 +2,4 @@
 #![warn(missing_docs)]
 
 pub mod allowed_ips;
+pub mod sys;
