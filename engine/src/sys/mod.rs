@@ -69,3 +69,12 @@ pub(crate) fn getsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int) -
         unsafe { libc::getsockopt(fd, level, name, (&mut value as *mut i32).cast(), &mut len) };
     cvt(rc).map(|_| value)
 }
+
+/// Moves the calling thread into the network namespace `ns` (an open `/var/run/netns/<name>`
+/// or `/proc/<pid>/ns/net`), `setns(CLONE_NEWNET)`. Sockets created afterwards on this thread
+/// belong to that namespace, also when used from other threads. Needs `CAP_SYS_ADMIN`.
+pub fn enter_netns(ns: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: plain syscall on a borrowed, open fd.
+    cvt(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) }).map(drop)
+}

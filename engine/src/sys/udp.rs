@@ -2,9 +2,9 @@
 //! allocation-free `msghdr`/cmsg helpers shared by the plain-syscall and io_uring paths.
 //!
 //! # Kernel limits of one GSO send
-//! - at most [`GSO_MAX_SEGMENTS`] segments (`UDP_MAX_SEGMENTS` in `include/linux/udp.h`; 64 on
-//!   every kernel since GSO appeared in 4.18 — some trees raised it to 128, so 64 is the value
-//!   that works everywhere; more fails with `EINVAL`);
+//! - at most [`GSO_MAX_SEGMENTS`] segments (`UDP_MAX_SEGMENTS` in `include/linux/udp.h`: 64
+//!   since GSO appeared in 4.18; newer kernels raised it to 128 — the 6.18 kernel here accepts
+//!   128 — so 64 is the value that works everywhere; more than the kernel's limit is `EINVAL`);
 //! - at most [`GSO_MAX_BYTES_V4`] payload bytes to an IPv4 destination (65535 − 20 IPv4 header
 //!   − 8 UDP header; a v4-mapped destination on a dual-stack socket takes the IPv4 path) and
 //!   [`GSO_MAX_BYTES_V6`] to an IPv6 one (the 16-bit payload length covers the 8-byte UDP
@@ -955,5 +955,54 @@ mod tests {
         assert!(check_gso(64 * 100, 100, &v4).is_ok());
         assert!(check_gso(65508, 1400, &v4).is_err());
         assert!(check_gso(65508, 1400, &v6).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod kernel_limit_tests {
+    use super::*;
+
+    /// Raw GSO sendmsg without our own limit checks, to see what the kernel says.
+    fn raw_gso(tx: &UdpSocket, len: usize, seg: u16, dst: SocketAddr) -> io::Result<usize> {
+        let buf = vec![0x5au8; len];
+        let mut hdr = SendHeader::new();
+        hdr.prepare(&buf, dst, tx.family(), Some(seg))?;
+        // SAFETY: `hdr` was prepared from `buf`; both outlive the call.
+        cvt_size(unsafe { libc::sendmsg(tx.as_raw_fd(), hdr.msghdr_ptr(), 0) })
+    }
+
+    #[test]
+    fn gso_limit_consts_match_the_kernel() {
+        let rx = UdpSocket::bind(&UdpConfig::default()).unwrap();
+        let tx = UdpSocket::bind(&UdpConfig::default()).unwrap();
+        let port = rx.local_addr().port();
+        let v4: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let v6: SocketAddr = format!("[::1]:{port}").parse().unwrap();
+        let code = |r: io::Result<usize>| r.err().and_then(|e| e.raw_os_error());
+
+        assert_eq!(
+            raw_gso(&tx, GSO_MAX_BYTES_V4, 1400, v4).unwrap(),
+            GSO_MAX_BYTES_V4
+        );
+        assert_eq!(
+            code(raw_gso(&tx, GSO_MAX_BYTES_V4 + 1, 1400, v4)),
+            Some(libc::EMSGSIZE)
+        );
+        assert_eq!(
+            raw_gso(&tx, GSO_MAX_BYTES_V6, 1400, v6).unwrap(),
+            GSO_MAX_BYTES_V6
+        );
+        assert_eq!(
+            code(raw_gso(&tx, GSO_MAX_BYTES_V6 + 1, 1400, v6)),
+            Some(libc::EMSGSIZE)
+        );
+        assert_eq!(raw_gso(&tx, GSO_MAX_SEGMENTS * 100, 100, v4).unwrap(), 6400);
+        // Kernels differ: UDP_MAX_SEGMENTS is 64 on older trees and 128 on newer ones (6.18
+        // here accepts 128). Either 65 fails, or 128 works; 129 never does.
+        match raw_gso(&tx, (GSO_MAX_SEGMENTS + 1) * 100, 100, v4) {
+            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EINVAL)),
+            Ok(_) => assert_eq!(raw_gso(&tx, 128 * 100, 100, v4).unwrap(), 12800),
+        }
+        assert_eq!(code(raw_gso(&tx, 129 * 100, 100, v4)), Some(libc::EINVAL));
     }
 }
