@@ -4,3 +4,4 @@
 pub mod allowed_ips;
 pub mod batch;
 pub mod stats;
+pub mod sys;
