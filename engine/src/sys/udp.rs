@@ -296,9 +296,9 @@ impl UdpSocket {
         self.gso_enabled.load(Ordering::Relaxed)
     }
 
-    /// How many GSO sends failed with `EIO` and were resent as single datagrams (after the first,
-    /// GSO is off, so this is 0 or 1 unless the caller re-enables nothing; the io_uring path
-    /// reports through [`UdpSocket::note_send_error`] and may count more in-flight ones).
+    /// How many GSO sends the kernel refused with `EIO` (each resent as single datagrams). GSO
+    /// is off after the first, so [`UdpSocket::send_segments`] counts at most one; GSO sends
+    /// already in flight on io_uring may add more through [`UdpSocket::note_send_error`].
     pub fn gso_fallbacks(&self) -> u64 {
         self.gso_fallbacks.load(Ordering::Relaxed)
     }
