@@ -8,17 +8,18 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use common::{cfg_dual, cfg_v4, payload};
-use uring_tunnel_engine::sys::epoll::{pipe, write};
+use common::{cfg_dual, cfg_v4, payload, reassemble, recv_until};
+use uring_tunnel_engine::sys::epoll::{pipe, read, write};
 use uring_tunnel_engine::sys::udp::{UdpConfig, UdpSocket};
 use uring_tunnel_engine::sys::uring::{
-    BufRing, Cqe, RECVMSG_OVERHEAD, RingConfig, Uring, UringError, UserData, missing_requirements,
-    parse_recvmsg,
+    BufRing, Cqe, RECVMSG_OVERHEAD, RingConfig, SendPool, Uring, UringError, UserData,
+    missing_requirements, parse_recvmsg,
 };
 
 const RECV: u8 = 1;
 const READ: u8 = 2;
 const SEND: u8 = 3;
+const WRITE: u8 = 4;
 
 fn kernel_at_least(major: u32, minor: u32) -> bool {
     let rel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
@@ -344,7 +345,91 @@ fn read_multishot_on_a_pipe() {
     assert!(cqes[0].multishot_ended());
 }
 
-// SENDMSG and WRITE (unsafe fns) are tested inside `sys::uring` (unsafe stays in `sys`).
+// The unsafe-fn SENDMSG/WRITE helpers are tested inside `sys::uring` (unsafe stays in `sys`);
+// their safe, slot-owning forms are tested here.
+
+#[test]
+fn send_pool_sendmsg_with_gso_locks_the_slot() {
+    let mut ring = Uring::new(&RingConfig::default()).unwrap();
+    let rx = UdpSocket::bind(&cfg_v4()).unwrap();
+    let tx = UdpSocket::bind(&cfg_dual()).unwrap();
+    let mut pool = SendPool::new(4, 65536).unwrap();
+    let data = payload(10, 1200, 500);
+    pool.buf_mut(2).unwrap()[..data.len()].copy_from_slice(&data);
+    let ud = UserData::new(SEND, 11, 2).raw();
+    let dst = rx.local_addr();
+    ring.push_sendmsg_slot(
+        tx.as_fd(),
+        &mut pool,
+        2,
+        data.len(),
+        dst,
+        tx.family(),
+        Some(1200),
+        ud,
+    )
+    .unwrap();
+    assert!(pool.is_busy(2) && pool.in_flight() == 1);
+    assert!(pool.buf_mut(2).is_none() && pool.buf(2).is_none());
+    assert!(
+        ring.push_sendmsg_slot(tx.as_fd(), &mut pool, 2, 10, dst, tx.family(), None, ud)
+            .is_err()
+    );
+    assert!(
+        ring.push_write_slot(tx.as_fd(), &mut pool, 9, 10, ud)
+            .is_err()
+    );
+    assert!(
+        ring.push_write_slot(tx.as_fd(), &mut pool, 1, 65537, ud)
+            .is_err()
+    );
+    let cqes = collect(&mut ring, Duration::from_secs(2), |c| !c.is_empty());
+    assert_eq!(cqes.len(), 1);
+    assert_eq!((cqes[0].user_data, cqes[0].res as usize), (ud, data.len()));
+    let u = UserData::from_raw(cqes[0].user_data);
+    assert!(pool.complete(u.index()));
+    assert!(!pool.complete(u.index()));
+    assert!(pool.buf_mut(2).is_some());
+    let got = recv_until(&rx, data.len(), Duration::from_secs(2));
+    let (all, n) = reassemble(&got);
+    assert_eq!(all, data);
+    assert_eq!(n, 11);
+}
+
+#[test]
+fn zero_copy_write_from_a_ring_buffer() {
+    let mut ring = Uring::new(&RingConfig::default()).unwrap();
+    let (r1, w1) = pipe().unwrap();
+    let (r2, w2) = pipe().unwrap();
+    let mut br = ring.register_buf_ring(6, 2, 4096).unwrap();
+    ring.push_read_multi(r1.as_fd(), &br, UserData::new(READ, 0, 0).raw())
+        .unwrap();
+    ring.submit().unwrap();
+    write(w1.as_fd(), b"0123456789").unwrap();
+    let c = collect(&mut ring, Duration::from_secs(2), |c| !c.is_empty())[0];
+    let bid = br.take(&c).unwrap();
+    // "Decrypt in place": change the bytes, then write a sub-range without copying.
+    br.buf_mut(bid).unwrap()[2..6].copy_from_slice(b"ABCD");
+    let ud = UserData::new(WRITE, 0, u32::from(bid)).raw();
+    assert!(
+        ring.push_write_from_ring(w2.as_fd(), &mut br, bid, 4090, 10, ud)
+            .is_err()
+    );
+    ring.push_write_from_ring(w2.as_fd(), &mut br, bid, 1, 6, ud)
+        .unwrap();
+    assert_eq!(br.writing(), 1);
+    assert!(
+        br.buf(bid).is_none() && !br.recycle(bid),
+        "locked while writing"
+    );
+    let c = collect(&mut ring, Duration::from_secs(2), |c| !c.is_empty())[0];
+    assert_eq!((c.user_data, c.res), (ud, 6));
+    assert!(br.write_done(bid));
+    assert!(br.recycle(bid));
+    let mut back = [0u8; 16];
+    assert_eq!(read(r2.as_fd(), &mut back).unwrap(), 6);
+    assert_eq!(&back[..6], b"1ABCD6");
+}
 
 #[test]
 fn waits_are_bounded() {

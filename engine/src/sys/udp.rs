@@ -296,9 +296,9 @@ impl UdpSocket {
         self.gso_enabled.load(Ordering::Relaxed)
     }
 
-    /// How many GSO sends failed with `EIO` and were resent as single datagrams (after the first,
-    /// GSO is off, so this is 0 or 1 unless the caller re-enables nothing; the io_uring path
-    /// reports through [`UdpSocket::note_send_error`] and may count more in-flight ones).
+    /// How many GSO sends the kernel refused with `EIO` (each resent as single datagrams). GSO
+    /// is off after the first, so [`UdpSocket::send_segments`] counts at most one; GSO sends
+    /// already in flight on io_uring may add more through [`UdpSocket::note_send_error`].
     pub fn gso_fallbacks(&self) -> u64 {
         self.gso_fallbacks.load(Ordering::Relaxed)
     }
@@ -1004,5 +1004,92 @@ mod kernel_limit_tests {
             Ok(_) => assert_eq!(raw_gso(&tx, 128 * 100, 100, v4).unwrap(), 12800),
         }
         assert_eq!(code(raw_gso(&tx, 129 * 100, 100, v4)), Some(libc::EINVAL));
+    }
+}
+
+#[cfg(test)]
+mod eio_fallback_tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// A nonblocking UDP-Lite socket on 127.0.0.1: the kernel refuses every GSO send on it with
+    /// `EIO` (`udp_send_skb`: `is_udplite || dst_xfrm(...)`), the same refusal an IPsec route
+    /// gives — a real kernel EIO without root, netns or ESP support.
+    fn udplite() -> UdpSocket {
+        // SAFETY: plain syscall without pointer arguments.
+        let fd = cvt(unsafe {
+            libc::socket(
+                libc::AF_INET,
+                libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                libc::IPPROTO_UDPLITE,
+            )
+        })
+        .expect("UDP-Lite socket");
+        // SAFETY: `fd` was just created and is owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mut addr = RawSockAddr::new();
+        let len = addr
+            .encode("127.0.0.1:0".parse().unwrap(), Family::V4)
+            .unwrap();
+        // SAFETY: `addr` holds `len` initialised bytes.
+        cvt(unsafe { libc::bind(fd.as_raw_fd(), addr.as_ptr(), len) }).unwrap();
+        let local = local_addr(fd.as_raw_fd()).unwrap();
+        UdpSocket {
+            fd,
+            info: UdpInfo {
+                family: Family::V4,
+                dual_stack: false,
+                local,
+                rcvbuf: 0,
+                sndbuf: 0,
+                buffers_forced: false,
+                gro: false,
+                gso: true,
+                fwmark: None,
+            },
+            gso_enabled: AtomicBool::new(true),
+            gso_fallbacks: AtomicU64::new(0),
+        }
+    }
+
+    #[test]
+    fn kernel_eio_disables_gso_and_resends_singly() {
+        let rx = udplite();
+        let tx = udplite();
+        let data: Vec<u8> = (0..12_500u32).map(|i| (i % 251) as u8).collect();
+        let dst = rx.local_addr();
+        let e = tx.send_gso(&data, 1200, dst).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EIO));
+        assert!(tx.gso_enabled() && tx.gso_fallbacks() == 0);
+
+        assert_eq!(tx.send_segments(&data, 1200, dst).unwrap(), 11);
+        assert!(!tx.gso_enabled());
+        assert_eq!(tx.gso_fallbacks(), 1);
+        assert_eq!(tx.send_segments(&data, 1200, dst).unwrap(), 11);
+        assert_eq!(tx.gso_fallbacks(), 1, "no second refusal once GSO is off");
+
+        let mut hdrs = RecvHeaders::new(8);
+        let mut bufs = vec![vec![0u8; 2048]; 8];
+        let mut metas = [RecvMeta::default(); 8];
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while got.len() < 2 * data.len() && Instant::now() < deadline {
+            match rx.recv_batch(&mut hdrs, bufs.iter_mut().map(|b| &mut b[..]), &mut metas) {
+                Ok(n) => {
+                    for (m, b) in metas.iter().zip(&bufs).take(n) {
+                        assert!(m.len <= 1200 && m.src == tx.local_addr());
+                        got.extend_from_slice(&b[..m.len]);
+                    }
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+        assert_eq!(got.len(), 2 * data.len());
+        assert_eq!(&got[..data.len()], &data[..]);
+        assert_eq!(&got[data.len()..], &data[..]);
+        // The io_uring path reports a CQE result; only EIO counts as a GSO refusal.
+        assert!(!tx.note_send_error(-libc::EAGAIN));
+        assert!(tx.note_send_error(-libc::EIO));
+        assert_eq!(tx.gso_fallbacks(), 2);
     }
 }

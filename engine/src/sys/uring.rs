@@ -25,7 +25,9 @@ use std::time::Duration;
 use io_uring::{IoUring, Probe, opcode, squeue, types};
 
 use super::cvt;
-use super::udp::{RECV_CMSG_SPACE, RecvMeta, SendHeader, gro_segment_size, sockaddr_from_bytes};
+use super::udp::{
+    Family, RECV_CMSG_SPACE, RecvMeta, SendHeader, gro_segment_size, sockaddr_from_bytes,
+};
 
 /// Bytes the template `msghdr` of a multishot `RECVMSG` reserves for the source address in
 /// each provided buffer (a `sockaddr_in6` is 28; 32 keeps the control area 8-byte aligned).
@@ -477,13 +479,13 @@ impl Uring {
             buf_size,
             bgid,
             tail: 0,
-            user_owned: vec![0u64; n.div_ceil(64)].into_boxed_slice(),
-            user_count: n,
+            held: Bits::new(n),
+            writing: Bits::new(n),
             owner_fd: self.ring.as_raw_fd(),
             ring_fd: dup,
         };
         for bid in 0..entries {
-            br.mark(bid, true);
+            br.held.set(usize::from(bid), true);
         }
         for bid in 0..entries {
             br.recycle(bid);
@@ -596,6 +598,83 @@ impl Uring {
             .build()
             .user_data(user_data);
         self.push(&e)
+    }
+
+    /// Safe `SENDMSG` from a [`SendPool`] slot: sends the first `len` bytes of the slot's
+    /// buffer to `dst` (as GSO segments of `segment` bytes when given) and locks the slot until
+    /// [`SendPool::complete`]. Call `complete` when the CQE with `user_data` arrives.
+    #[allow(clippy::too_many_arguments)]
+    pub fn push_sendmsg_slot(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        pool: &mut SendPool,
+        slot: u32,
+        len: usize,
+        dst: SocketAddr,
+        family: Family,
+        segment: Option<u16>,
+        user_data: u64,
+    ) -> io::Result<()> {
+        let msg = pool.prepare(slot, len, dst, family, segment)?;
+        let e = opcode::SendMsg::new(types::Fd(fd.as_raw_fd()), msg)
+            .build()
+            .user_data(user_data);
+        self.push(&e)?;
+        pool.busy.set(slot as usize, true);
+        Ok(())
+    }
+
+    /// Safe `WRITE` of the first `len` bytes of a [`SendPool`] slot (e.g. a TUN super-packet);
+    /// locks the slot until [`SendPool::complete`].
+    pub fn push_write_slot(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        pool: &mut SendPool,
+        slot: u32,
+        len: usize,
+        user_data: u64,
+    ) -> io::Result<()> {
+        let (ptr, len) = pool.range(slot, len)?;
+        let e = opcode::Write::new(types::Fd(fd.as_raw_fd()), ptr, len)
+            .offset(u64::MAX)
+            .build()
+            .user_data(user_data);
+        self.push(&e)?;
+        pool.busy.set(slot as usize, true);
+        Ok(())
+    }
+
+    /// Safe zero-copy `WRITE` of `len` bytes at `offset` in a held buffer of `bufs` (e.g. a
+    /// packet decrypted in place in its receive buffer, written to the TUN). The buffer is
+    /// locked until [`BufRing::write_done`], then recycled as usual.
+    pub fn push_write_from_ring(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        bufs: &mut BufRing,
+        bid: u16,
+        offset: usize,
+        len: usize,
+        user_data: u64,
+    ) -> io::Result<()> {
+        self.check_group(bufs)?;
+        let in_range = offset
+            .checked_add(len)
+            .is_some_and(|end| end <= bufs.buf_size());
+        if !bufs.is_owned(bid) || !in_range {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "buffer not held by the caller, or range outside it",
+            ));
+        }
+        let ptr = bufs.buf_ptr(bid).wrapping_add(offset).cast_const();
+        let len = u32::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let e = opcode::Write::new(types::Fd(fd.as_raw_fd()), ptr, len)
+            .offset(u64::MAX)
+            .build()
+            .user_data(user_data);
+        self.push(&e)?;
+        bufs.writing.set(usize::from(bid), true);
+        Ok(())
     }
 
     /// Submits queued SQEs without waiting.
@@ -766,9 +845,51 @@ impl Drop for Mmap {
     }
 }
 
+/// A fixed-size bit set with a population count.
+#[derive(Debug)]
+struct Bits {
+    words: Box<[u64]>,
+    count: usize,
+}
+
+impl Bits {
+    fn new(n: usize) -> Self {
+        Self {
+            words: vec![0u64; n.div_ceil(64)].into_boxed_slice(),
+            count: 0,
+        }
+    }
+
+    fn get(&self, i: usize) -> bool {
+        self.words
+            .get(i / 64)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
+    /// Sets bit `i` to `on`; returns whether it changed.
+    fn set(&mut self, i: usize, on: bool) -> bool {
+        let Some(w) = self.words.get_mut(i / 64) else {
+            return false;
+        };
+        let bit = 1u64 << (i % 64);
+        if (*w & bit != 0) == on {
+            return false;
+        }
+        *w ^= bit;
+        if on {
+            self.count += 1;
+        } else {
+            self.count -= 1;
+        }
+        true
+    }
+}
+
 /// A provided-buffer ring registered with one [`Uring`]: owned memory with stable, page-aligned
 /// addresses. Buffers belong to the kernel until a CQE hands one out ([`BufRing::take`]); then
-/// the caller may read and write it until [`BufRing::recycle`] gives it back.
+/// the caller may read and write it until [`BufRing::recycle`] gives it back. A held buffer can
+/// also be written to a fd without a copy ([`Uring::push_write_from_ring`]); it is then locked
+/// until [`BufRing::write_done`].
 ///
 /// Dropping it unregisters the group (through its own handle on the ring) before unmapping; if
 /// that fails (e.g. dropped on another thread than a `SINGLE_ISSUER` ring's owner) the memory is
@@ -780,8 +901,8 @@ pub struct BufRing {
     buf_size: usize,
     bgid: u16,
     tail: u16,
-    user_owned: Box<[u64]>,
-    user_count: usize,
+    held: Bits,
+    writing: Bits,
     owner_fd: RawFd,
     ring_fd: OwnedFd,
 }
@@ -792,7 +913,8 @@ impl fmt::Debug for BufRing {
             .field("bgid", &self.bgid)
             .field("entries", &self.entries)
             .field("buf_size", &self.buf_size)
-            .field("user_owned", &self.user_count)
+            .field("held", &self.held.count)
+            .field("writing", &self.writing.count)
             .finish()
     }
 }
@@ -819,25 +941,18 @@ impl BufRing {
 
     /// Buffers currently held by the caller (taken, not yet recycled).
     pub fn taken(&self) -> usize {
-        self.user_count
+        self.held.count
     }
 
+    /// Buffers locked by an io_uring write in flight.
+    pub fn writing(&self) -> usize {
+        self.writing.count
+    }
+
+    /// Held by the caller and not locked by a write: accessible.
     fn is_owned(&self, bid: u16) -> bool {
         let i = usize::from(bid);
-        self.user_owned
-            .get(i / 64)
-            .is_some_and(|w| w & (1 << (i % 64)) != 0)
-    }
-
-    fn mark(&mut self, bid: u16, owned: bool) {
-        let i = usize::from(bid);
-        if let Some(w) = self.user_owned.get_mut(i / 64) {
-            if owned {
-                *w |= 1 << (i % 64);
-            } else {
-                *w &= !(1 << (i % 64));
-            }
-        }
+        self.held.get(i) && !self.writing.get(i)
     }
 
     /// Claims the buffer a CQE of a request on this group consumed; returns its id, or `None`
@@ -845,12 +960,16 @@ impl BufRing {
     /// CQEs of requests that use this group: the id is trusted to come from the kernel.
     pub fn take(&mut self, cqe: &Cqe) -> Option<u16> {
         let bid = cqe.buffer_id()?;
-        if bid >= self.entries || self.is_owned(bid) {
+        if bid >= self.entries || !self.held.set(usize::from(bid), true) {
             return None;
         }
-        self.mark(bid, true);
-        self.user_count += 1;
         Some(bid)
+    }
+
+    /// Unlocks a buffer after the CQE of its [`Uring::push_write_from_ring`]; false if it was
+    /// not locked.
+    pub fn write_done(&mut self, bid: u16) -> bool {
+        self.writing.set(usize::from(bid), false)
     }
 
     /// The whole buffer `bid` while the caller holds it.
@@ -888,8 +1007,7 @@ impl BufRing {
         if !self.is_owned(bid) {
             return false;
         }
-        self.mark(bid, false);
-        self.user_count -= 1;
+        self.held.set(usize::from(bid), false);
         let slot = usize::from(self.tail & (self.entries - 1));
         let addr = self.buf_ptr(bid) as u64;
         let entries = self.ring_mem.ptr.as_ptr().cast::<RawBuf>();
@@ -944,12 +1062,152 @@ impl Drop for BufRing {
                 1,
             )
         };
-        if rc != 0 {
-            // The kernel may still use the memory: leak it rather than free it under the kernel.
+        if rc != 0 || self.writing.count > 0 {
+            // The kernel may still use the memory (still registered, or a write in flight):
+            // leak it rather than free it under the kernel.
             let bufs = std::mem::replace(&mut self.bufs, Mmap::dangling());
             let ring = std::mem::replace(&mut self.ring_mem, Mmap::dangling());
             std::mem::forget(bufs);
             std::mem::forget(ring);
+        }
+    }
+}
+
+/// Send buffers with stable addresses and one prepared [`SendHeader`] each, for safe io_uring
+/// `SENDMSG`/`WRITE` ([`Uring::push_sendmsg_slot`], [`Uring::push_write_slot`]). A slot is
+/// locked from its submission until [`SendPool::complete`] (call it on the slot's CQE); a locked
+/// slot cannot be accessed or submitted again. Dropping the pool while slots are locked leaks
+/// its memory instead of freeing it under the kernel.
+pub struct SendPool {
+    hdrs: Box<[SendHeader]>,
+    bufs: Mmap,
+    buf_size: usize,
+    busy: Bits,
+}
+
+impl fmt::Debug for SendPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendPool")
+            .field("slots", &self.hdrs.len())
+            .field("buf_size", &self.buf_size)
+            .field("busy", &self.busy.count)
+            .finish()
+    }
+}
+
+// SAFETY: the mapping and headers are owned exclusively by this value; their raw pointers are
+// shared only with the kernel.
+unsafe impl Send for SendPool {}
+
+impl SendPool {
+    /// `slots` buffers of `buf_size` bytes (page-aligned mapping, touched here: allocate after
+    /// pinning to get NUMA-local memory). For GSO sends, `buf_size` ≤ 65535 is enough.
+    pub fn new(slots: u32, buf_size: usize) -> io::Result<Self> {
+        let n = slots as usize;
+        let total = n
+            .checked_mul(buf_size)
+            .filter(|_| buf_size > 0 && u32::try_from(buf_size).is_ok())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "bad send pool size"))?;
+        Ok(Self {
+            hdrs: (0..n).map(|_| SendHeader::new()).collect(),
+            bufs: Mmap::new(total)?,
+            buf_size,
+            busy: Bits::new(n),
+        })
+    }
+
+    /// Number of slots.
+    pub fn slots(&self) -> u32 {
+        self.hdrs.len() as u32
+    }
+
+    /// Size of each slot's buffer.
+    pub fn buf_size(&self) -> usize {
+        self.buf_size
+    }
+
+    /// Slots locked by a request in flight.
+    pub fn in_flight(&self) -> usize {
+        self.busy.count
+    }
+
+    /// Whether `slot` is locked by a request in flight.
+    pub fn is_busy(&self, slot: u32) -> bool {
+        self.busy.get(slot as usize)
+    }
+
+    fn slot_ptr(&self, slot: u32) -> *mut u8 {
+        self.bufs
+            .ptr
+            .as_ptr()
+            .wrapping_add(slot as usize * self.buf_size)
+    }
+
+    fn usable(&self, slot: u32) -> bool {
+        (slot as usize) < self.hdrs.len() && !self.is_busy(slot)
+    }
+
+    /// The buffer of `slot`, unless it is out of range or locked.
+    pub fn buf(&self, slot: u32) -> Option<&[u8]> {
+        if !self.usable(slot) {
+            return None;
+        }
+        let p = self.slot_ptr(slot);
+        // SAFETY: `slot` is in range, so `p..p+buf_size` lies in the mapping; no request reads
+        // it (not locked).
+        Some(unsafe { std::slice::from_raw_parts(p, self.buf_size) })
+    }
+
+    /// The buffer of `slot`, writable, unless it is out of range or locked.
+    pub fn buf_mut(&mut self, slot: u32) -> Option<&mut [u8]> {
+        if !self.usable(slot) {
+            return None;
+        }
+        let p = self.slot_ptr(slot);
+        // SAFETY: as in `buf`; `&mut self` makes this the only reference into the slot.
+        Some(unsafe { std::slice::from_raw_parts_mut(p, self.buf_size) })
+    }
+
+    /// Unlocks `slot` after its CQE; false if it was not locked.
+    pub fn complete(&mut self, slot: u32) -> bool {
+        self.busy.set(slot as usize, false)
+    }
+
+    fn range(&self, slot: u32, len: usize) -> io::Result<(*const u8, u32)> {
+        if !self.usable(slot) || len > self.buf_size {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "send slot out of range, locked, or length over its size",
+            ));
+        }
+        Ok((self.slot_ptr(slot).cast_const(), len as u32))
+    }
+
+    fn prepare(
+        &mut self,
+        slot: u32,
+        len: usize,
+        dst: SocketAddr,
+        family: Family,
+        segment: Option<u16>,
+    ) -> io::Result<*const libc::msghdr> {
+        let (ptr, _) = self.range(slot, len)?;
+        // SAFETY: `range` checked that `ptr..ptr+len` lies in the mapping and is not locked;
+        // the slice lives only for this call (the header keeps a raw pointer, which the lock
+        // protects until `complete`).
+        let payload = unsafe { std::slice::from_raw_parts(ptr, len) };
+        let hdr = &mut self.hdrs[slot as usize];
+        hdr.prepare(payload, dst, family, segment)?;
+        Ok(hdr.msghdr_ptr())
+    }
+}
+
+impl Drop for SendPool {
+    fn drop(&mut self) {
+        if self.busy.count > 0 {
+            // Requests still in flight may read the buffers and headers: leak both.
+            std::mem::forget(std::mem::replace(&mut self.bufs, Mmap::dangling()));
+            std::mem::forget(std::mem::take(&mut self.hdrs));
         }
     }
 }
