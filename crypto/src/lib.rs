@@ -6,7 +6,11 @@
 //! transport packet is transformed in place in the caller's buffer.
 #![warn(missing_docs)]
 
+pub mod aead;
 mod error;
+pub mod replay;
+pub mod timers;
+pub mod transport;
 
 pub use error::Error;
 
@@ -16,3 +20,8 @@ pub mod handshake;
 pub mod keys;
 pub mod messages;
 pub mod noise;
+
+pub use aead::{Aead, DefaultAead};
+pub use replay::ReplayWindow;
+pub use timers::{Actions, TimerConfig, Timers};
+pub use transport::{Decapsulated, Keypair, transport_receiver_index};
