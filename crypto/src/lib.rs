@@ -6,9 +6,18 @@
 //! transport packet is transformed in place in the caller's buffer.
 #![warn(missing_docs)]
 
+pub mod aead;
 mod error;
+pub mod replay;
+pub mod timers;
+pub mod transport;
 
 pub use error::Error;
+
+pub use aead::{Aead, DefaultAead};
+pub use replay::ReplayWindow;
+pub use timers::{Actions, TimerConfig, Timers};
+pub use transport::{Decapsulated, Keypair, transport_receiver_index};
 
 // Handshake helper's modules.
 pub mod cookie;
@@ -16,3 +25,4 @@ pub mod handshake;
 pub mod keys;
 pub mod messages;
 pub mod noise;
+pub mod peer;
