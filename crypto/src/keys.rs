@@ -99,6 +99,9 @@ impl StaticSecret {
     }
 }
 
+// The wrapped `x25519_dalek::StaticSecret` zeroizes its bytes on drop.
+impl ZeroizeOnDrop for StaticSecret {}
+
 impl fmt::Debug for StaticSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StaticSecret")

@@ -14,14 +14,14 @@ pub mod transport;
 
 pub use error::Error;
 
-// Handshake helper's modules.
+pub use aead::{Aead, DefaultAead};
+pub use replay::ReplayWindow;
+pub use timers::{Actions, TimerConfig, Timers};
+pub use transport::{Decapsulated, Keypair, transport_receiver_index};
+
 pub mod cookie;
 pub mod handshake;
 pub mod keys;
 pub mod messages;
 pub mod noise;
-
-pub use aead::{Aead, DefaultAead};
-pub use replay::ReplayWindow;
-pub use timers::{Actions, TimerConfig, Timers};
-pub use transport::{Decapsulated, Keypair, transport_receiver_index};
+pub mod peer;

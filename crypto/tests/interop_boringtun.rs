@@ -299,3 +299,76 @@ fn we_under_load_send_a_cookie_boringtun_honours() {
     let keepalive = network(tunn.decapsulate(src_ip(), &resp, &mut buf));
     assert!(open_transport(&keys, &keepalive).iter().all(|&b| b == 0));
 }
+
+/// Our `Device` (handshake, keypair slots, transport encapsulate/decapsulate) against boringtun,
+/// both as initiator and as responder.
+#[test]
+fn device_talks_to_boringtun_both_roles() {
+    use uring_tunnel_crypto::peer::{Device, PeerConfig, Reply};
+    use uring_tunnel_crypto::timers::TimerConfig;
+
+    for we_initiate in [true, false] {
+        let mut rng = ChaCha20Rng::seed_from_u64(u64::from(we_initiate));
+        let ours = StaticSecret::generate(&mut rng);
+        let our_pub = ours.public_key();
+        let bt_secret = boringtun::x25519::StaticSecret::random_from_rng(OsRng);
+        let bt_public = boringtun::x25519::PublicKey::from(&bt_secret);
+        let mut tunn = Tunn::new(
+            bt_secret,
+            boringtun::x25519::PublicKey::from(*our_pub.as_bytes()),
+            Some([7; 32]),
+            None,
+            3,
+            None,
+        );
+        let mut dev = Device::new(ours, TimerConfig::default());
+        let now = Duration::from_secs(5);
+        let peer = dev
+            .add_peer(
+                PeerConfig {
+                    preshared_key: PresharedKey::from_bytes([7; 32]),
+                    endpoint: Some(src()),
+                    ..PeerConfig::new(PublicKey::from_bytes(bt_public.to_bytes()))
+                },
+                now,
+            )
+            .unwrap();
+        let mut buf = vec![0u8; 2048];
+        if we_initiate {
+            let init = dev
+                .create_initiation(peer, SystemTime::now(), now, &mut rng)
+                .unwrap();
+            let resp = network(tunn.decapsulate(src_ip(), &init, &mut buf));
+            dev.handle_handshake(&resp, src(), now, false, &mut rng)
+                .unwrap();
+        } else {
+            let init = network(tunn.format_handshake_initiation(&mut buf, false));
+            let out = dev
+                .handle_handshake(&init, src(), now, false, &mut rng)
+                .unwrap();
+            let Some(Reply::Response(resp)) = out.reply else {
+                panic!("expected a response")
+            };
+            // boringtun confirms with a keepalive, which promotes our `next` session.
+            let mut keepalive = network(tunn.decapsulate(src_ip(), &resp, &mut buf));
+            let r = dev.decapsulate(&mut keepalive, src(), now).unwrap();
+            assert!(r.promoted && r.packet.is_keepalive());
+        }
+        // Our packet to boringtun.
+        let ip = ipv4_packet(b"from our device");
+        let mut out = vec![0u8; 16 + ip.len() + 16 + 16];
+        out[16..16 + ip.len()].copy_from_slice(&ip);
+        let n = dev.encapsulate(peer, &mut out, ip.len(), now).unwrap();
+        match tunn.decapsulate(src_ip(), &out[..n], &mut buf) {
+            TunnResult::WriteToTunnelV4(p, _) => assert_eq!(p, &ip[..]),
+            TunnResult::Err(e) => panic!("boringtun refused our device's packet: {e:?}"),
+            _ => panic!("boringtun did not deliver our device's packet"),
+        }
+        // boringtun's packet to us.
+        let ip = ipv4_packet(b"from boringtun to the device");
+        let mut out = vec![0u8; 2048];
+        let mut datagram = network(tunn.encapsulate(&ip, &mut out));
+        let r = dev.decapsulate(&mut datagram, src(), now).unwrap();
+        assert_eq!(&datagram[r.packet.plaintext.clone()][..ip.len()], &ip[..]);
+    }
+}
