@@ -171,9 +171,10 @@ impl<A: Aead> Keypair<A> {
         is_initiator: bool,
         now: Duration,
     ) -> Self {
-        let mut send_key = zeroize::Zeroizing::new(send_key);
-        let mut recv_key = zeroize::Zeroizing::new(recv_key);
-        let kp = Self {
+        // Wiped when these bindings drop, at the end of this function.
+        let send_key = zeroize::Zeroizing::new(send_key);
+        let recv_key = zeroize::Zeroizing::new(recv_key);
+        Self {
             local_index,
             remote_index,
             is_initiator,
@@ -182,11 +183,7 @@ impl<A: Aead> Keypair<A> {
             recv: A::new(&recv_key),
             send_counter: AtomicU64::new(0),
             replay: ReplayWindow::new(),
-        };
-        // Zeroizing wipes on drop; make the intent explicit.
-        zeroize::Zeroize::zeroize(&mut *send_key);
-        zeroize::Zeroize::zeroize(&mut *recv_key);
-        kp
+        }
     }
 
     /// Test hook: moves the send counter (e.g. next to Reject-After-Messages).
