@@ -11,9 +11,13 @@
 //! - `RingAead` (cargo feature `aead-ring`, on by default): `ring`'s assembly implementation.
 //! - `AwsLcAead` (cargo feature `aead-aws-lc`): AWS-LC through `aws-lc-rs`.
 //!
-//! [`DefaultAead`] is the fastest backend compiled in, chosen by measurement
-//! (`cargo bench -p uring-tunnel-crypto --bench aead`): AWS-LC if its feature is on, else
-//! `ring`, else RustCrypto.
+//! [`DefaultAead`] is chosen by measurement (`cargo bench -p uring-tunnel-crypto --features
+//! aead-aws-lc --bench aead`, and the min-of-rounds `--example aead_ab`). On the project's
+//! AMD EPYC (AVX2) machines, 1420-byte packets, portable build: `ring` seals at ≈ 1.65 GB/s
+//! and opens at ≈ 1.75 GB/s, AWS-LC within 1 % of that, RustCrypto ≈ 0.48 GB/s (≈ 0.9 GB/s
+//! with `-C target-cpu=x86-64-v3`). `ring` is the default (feature `aead-ring`): as fast as
+//! AWS-LC and a much lighter build. Enabling `aead-aws-lc` makes AWS-LC the default; with
+//! neither feature, RustCrypto is.
 
 use crate::Error;
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};

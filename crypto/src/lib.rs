@@ -17,7 +17,7 @@ pub use error::Error;
 pub use aead::{Aead, DefaultAead};
 pub use replay::ReplayWindow;
 pub use timers::{Actions, TimerConfig, Timers};
-pub use transport::{Decapsulated, Keypair, transport_receiver_index};
+pub use transport::{CounterBlock, Decapsulated, Keypair, transport_receiver_index};
 
 pub mod cookie;
 pub mod handshake;

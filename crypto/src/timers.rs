@@ -100,7 +100,8 @@ pub struct Actions {
     pub send_initiation: bool,
     /// The initiation is a retry of the handshake in progress (else a fresh handshake).
     pub initiation_is_retry: bool,
-    /// Send a keepalive (an empty transport packet) on the current session.
+    /// Send a keepalive (an empty transport packet) on the current session; without a
+    /// session, queue it and request a handshake as for any other packet.
     pub send_keepalive: bool,
     /// Erase all session keys, the handshake state and queued packets of this peer.
     pub zero_keys: bool,

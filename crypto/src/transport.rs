@@ -112,6 +112,62 @@ fn transport_header(datagram: &[u8]) -> Result<(u32, u64), Error> {
     Ok((u32::from_le_bytes([i0, i1, i2, i3]), u64::from_le_bytes(c)))
 }
 
+/// How far (in counters) a shard's claimed block may trail the session's send counter
+/// before [`CounterBlock`] retires it: half the replay window, so that a counter from a block
+/// is never more than the usable window below what the receiver has seen.
+pub const MAX_BLOCK_LAG: u64 = constants::REPLAY_WINDOW_SIZE / 2;
+
+/// A shard-local block of send counters claimed from one [`Keypair`] with
+/// [`Keypair::claim_counters`], so that shards do not share the counter cache line per
+/// packet. Keep one per (shard, session); it refills itself, and retires a block that went
+/// stale while the shard was quiet (see [`MAX_BLOCK_LAG`]).
+#[derive(Debug, Clone, Default)]
+pub struct CounterBlock {
+    next: u64,
+    end: u64,
+    /// [`Keypair::id`] of the session the block came from (another session invalidates it).
+    session: u64,
+}
+
+impl CounterBlock {
+    /// An empty block: the first [`next_counter`](Self::next_counter) claims one.
+    pub const fn new() -> Self {
+        Self {
+            next: 0,
+            end: 0,
+            session: 0,
+        }
+    }
+
+    /// Counters left in the current block.
+    pub fn remaining(&self) -> u64 {
+        self.end - self.next
+    }
+
+    /// The next counter for this shard, claiming a block of `block_size` when the current
+    /// one is used up, stale, or belongs to another session.
+    #[inline]
+    pub fn next_counter<A: Aead>(
+        &mut self,
+        kp: &Keypair<A>,
+        block_size: u64,
+    ) -> Result<u64, Error> {
+        if self.next < self.end
+            && self.session == kp.id
+            && kp.sent_counter().saturating_sub(self.next) <= MAX_BLOCK_LAG
+        {
+            let c = self.next;
+            self.next += 1;
+            return Ok(c);
+        }
+        let r = kp.claim_counters(block_size.max(1))?;
+        self.session = kp.id;
+        self.next = r.start + 1;
+        self.end = r.end;
+        Ok(r.start)
+    }
+}
+
 /// Result of a successful [`Keypair::decapsulate`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decapsulated {
@@ -146,7 +202,13 @@ pub struct Keypair<A: Aead = DefaultAead> {
     recv: A,
     send_counter: AtomicU64,
     replay: ReplayWindow,
+    /// Process-unique session id (never 0), so that state kept per session elsewhere
+    /// (e.g. a [`CounterBlock`]) can tell sessions apart even if indices repeat.
+    id: u64,
 }
+
+/// Source of [`Keypair`] ids; starts at 1 so that 0 means "no session".
+static NEXT_KEYPAIR_ID: AtomicU64 = AtomicU64::new(1);
 
 impl<A: Aead> core::fmt::Debug for Keypair<A> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -171,9 +233,10 @@ impl<A: Aead> Keypair<A> {
         is_initiator: bool,
         now: Duration,
     ) -> Self {
-        let mut send_key = zeroize::Zeroizing::new(send_key);
-        let mut recv_key = zeroize::Zeroizing::new(recv_key);
-        let kp = Self {
+        // Wiped when these bindings drop, at the end of this function.
+        let send_key = zeroize::Zeroizing::new(send_key);
+        let recv_key = zeroize::Zeroizing::new(recv_key);
+        Self {
             local_index,
             remote_index,
             is_initiator,
@@ -182,11 +245,13 @@ impl<A: Aead> Keypair<A> {
             recv: A::new(&recv_key),
             send_counter: AtomicU64::new(0),
             replay: ReplayWindow::new(),
-        };
-        // Zeroizing wipes on drop; make the intent explicit.
-        zeroize::Zeroize::zeroize(&mut *send_key);
-        zeroize::Zeroize::zeroize(&mut *recv_key);
-        kp
+            id: NEXT_KEYPAIR_ID.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// Process-unique id of this session (never 0).
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// Test hook: moves the send counter (e.g. next to Reject-After-Messages).
@@ -657,6 +722,46 @@ mod tests {
             a.claim_counters(u64::MAX),
             Ok(REJECT_AFTER_MESSAGES - 5..REJECT_AFTER_MESSAGES)
         );
+    }
+
+    #[test]
+    fn counter_blocks_refill_and_retire_stale() {
+        let (a, b) = pair();
+        let mut quiet = CounterBlock::new();
+        let mut busy = CounterBlock::new();
+        assert_eq!(quiet.next_counter(&a, 256), Ok(0));
+        assert_eq!(quiet.remaining(), 255);
+        // The busy shard sends 10 000 packets; the receiver sees them all.
+        let mut last = 0;
+        for _ in 0..10_000 {
+            last = busy.next_counter(&a, 256).unwrap();
+            let mut buf = packet(b"busy", 0);
+            let n = a.encapsulate(last, &mut buf, 4, T0).unwrap();
+            b.decapsulate(&mut buf[..n], T0).unwrap();
+        }
+        assert!(last >= 10_000);
+        // The quiet shard's block (counters 1..256) is now far below the receiver's window:
+        // it must not be used; a fresh block is claimed and that packet is accepted.
+        let c = quiet.next_counter(&a, 256).unwrap();
+        assert!(c > last, "stale block reused: {c} <= {last}");
+        let mut buf = packet(b"quiet", 0);
+        let n = a.encapsulate(c, &mut buf, 5, T0).unwrap();
+        b.decapsulate(&mut buf[..n], T0).unwrap();
+        // Without retirement the old counter would have been refused.
+        let mut buf = packet(b"old", 0);
+        let n = a.encapsulate(1, &mut buf, 3, T0).unwrap();
+        assert_eq!(b.decapsulate(&mut buf[..n], T0), Err(Error::CounterTooOld));
+        // A block is used consecutively while fresh.
+        let c2 = quiet.next_counter(&a, 256).unwrap();
+        assert_eq!(c2, c + 1);
+        // A new session invalidates the block, even one with the same indices.
+        let a2: Keypair = Keypair::new([3; 32], [4; 32], 0x1111, 0x2222, true, T0);
+        assert_ne!(a2.id(), a.id());
+        assert_eq!(quiet.next_counter(&a2, 256), Ok(0));
+        // Exhaustion propagates.
+        a2.set_send_counter_for_test(REJECT_AFTER_MESSAGES);
+        let mut fresh = CounterBlock::new();
+        assert_eq!(fresh.next_counter(&a2, 256), Err(Error::CounterExhausted));
     }
 
     #[test]
