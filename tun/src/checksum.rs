@@ -26,8 +26,8 @@ fn lanes_total(all: &[u32; LANES], hi: &[u32; LANES]) -> u64 {
     s
 }
 
-/// Sum of the tail (< 32 bytes) as native-endian 16-bit words, an odd last
-/// byte padded with zero after it.
+/// Sum of `rest` (meant for < 32 bytes) as native-endian 16-bit words, an
+/// odd last byte padded with zero after it.
 #[inline(always)]
 fn sum_tail(rest: &[u8]) -> u64 {
     let mut s = 0u64;
@@ -94,6 +94,13 @@ fn copy_sum_block(src: &[u8], dst: &mut [u8]) -> u64 {
 /// fold is the one's-complement sum (no carries lost below 2^47 bytes).
 #[inline]
 fn sum_ne(data: &[u8]) -> u64 {
+    if data.len() < LANES * 4 {
+        // Headers: skip the lane set-up and reduction.
+        return sum_tail(data);
+    }
+    if data.len() <= BLOCK {
+        return sum_block(data);
+    }
     data.chunks(BLOCK).map(sum_block).sum()
 }
 
@@ -104,6 +111,9 @@ fn sum_ne(data: &[u8]) -> u64 {
 #[inline]
 fn copy_sum_ne(src: &[u8], dst: &mut [u8]) -> u64 {
     let dst = &mut dst[..src.len()];
+    if src.len() <= BLOCK {
+        return copy_sum_block(src, dst);
+    }
     src.chunks(BLOCK)
         .zip(dst.chunks_mut(BLOCK))
         .map(|(s, d)| copy_sum_block(s, d))
