@@ -73,6 +73,15 @@ fn bench(c: &mut Criterion) {
     g.bench_function("coalesce_tcp4_46x1400_noverify", |b| {
         b.iter(|| black_box(co_nv.coalesce(black_box(&segs), &mut out).unwrap().len()))
     });
+    // Baseline under the same load: only copying the segments' bytes once.
+    g.bench_function("baseline_memcpy_46x1400", |b| {
+        b.iter(|| {
+            for s in black_box(&segs) {
+                seg_out[..s.len()].copy_from_slice(s);
+                black_box(&seg_out);
+            }
+        })
+    });
     g.finish();
 }
 

@@ -199,8 +199,20 @@ impl Coalescer {
                 have: out.len(),
             });
         }
-        self.plan(pkts);
-        self.emit(pkts, out);
+        // Checksums are verified while copying (one pass over each packet),
+        // which is only possible after planning. A packet failing inside a
+        // merged group means the plan would have been different (it passes
+        // through unchanged and closes its flow's group), so the batch is
+        // then planned again verifying up front. Failures outside merged
+        // groups change nothing: single packets are written unchanged either
+        // way, and a failing candidate that merged with nothing takes the
+        // same path through the flow table as a pass-through packet.
+        self.plan(pkts, false);
+        if !self.emit(pkts, out, self.cfg.verify_checksums) {
+            self.plan(pkts, true);
+            let ok = self.emit(pkts, out, false);
+            debug_assert!(ok);
+        }
         Ok(&self.writes)
     }
 
@@ -219,7 +231,9 @@ impl Coalescer {
         }
     }
 
-    fn plan<P: AsRef<[u8]>>(&mut self, pkts: &[P]) {
+    /// Group the batch; `verify`: check checksums here (the slow path, see
+    /// [`Coalescer::coalesce`]).
+    fn plan<P: AsRef<[u8]>>(&mut self, pkts: &[P], verify: bool) {
         self.groups.clear();
         self.gen_ = self.gen_.wrapping_add(1);
         if self.gen_ == 0 {
@@ -232,7 +246,7 @@ impl Coalescer {
             let idx16 = idx as u16;
             self.next[idx] = NONE;
             let class = if merge {
-                classify(pkt, &self.cfg)
+                classify(pkt, &self.cfg, verify && self.cfg.verify_checksums)
             } else {
                 Class::Other
             };
@@ -332,7 +346,10 @@ impl Coalescer {
         true
     }
 
-    fn emit<P: AsRef<[u8]>>(&mut self, pkts: &[P], out: &mut [u8]) {
+    /// Write the planned groups into `out`. With `verify`, every packet of
+    /// a merged group has its checksums verified while it is copied; returns
+    /// false (output incomplete) at the first that fails.
+    fn emit<P: AsRef<[u8]>>(&mut self, pkts: &[P], out: &mut [u8], verify: bool) -> bool {
         self.writes.clear();
         let vnet = self.cfg.vnet_hdr;
         let mut pos = 0usize;
@@ -344,13 +361,46 @@ impl Coalescer {
                 Some(proto) if grp.count > 1 => {
                     let total = grp.total_len as usize;
                     let pkt_out = &mut out[p0..p0 + total];
-                    pkt_out[..first.len()].copy_from_slice(first);
-                    let mut w = first.len();
+                    let iph = usize::from(grp.iph_len);
                     let h = usize::from(grp.hdr_len);
+                    let v6 = grp.key.v6;
+                    let ip_proto = match proto {
+                        Proto::Tcp => IPPROTO_TCP,
+                        Proto::Udp => IPPROTO_UDP,
+                    };
+                    // Same addresses in the whole group: their pseudo-header
+                    // sum is computed once, each packet adds its length.
+                    let pseudo = if verify {
+                        pseudo_sum(first, v6, ip_proto, 0)
+                    } else {
+                        0
+                    };
+                    pkt_out[..iph].copy_from_slice(&first[..iph]);
+                    if verify {
+                        let l4 = checksum::copy_and_sum(&first[iph..], &mut pkt_out[iph..]);
+                        if !packet_ok(first, iph, v6, pseudo, l4) {
+                            return false;
+                        }
+                    } else {
+                        pkt_out[iph..first.len()].copy_from_slice(&first[iph..]);
+                    }
+                    let mut w = first.len();
                     let mut m = self.next[usize::from(grp.first)];
                     while m != NONE {
-                        let src = &pkts[usize::from(m)].as_ref()[h..];
-                        pkt_out[w..w + src.len()].copy_from_slice(src);
+                        let pkt = pkts[usize::from(m)].as_ref();
+                        let src = &pkt[h..];
+                        let dst = &mut pkt_out[w..w + src.len()];
+                        if verify {
+                            // Payloads start at an even offset from the L4
+                            // header, so the two sums add up.
+                            let payload = checksum::copy_and_sum(src, dst);
+                            let l4 = checksum::add(checksum::sum(&pkt[iph..h]), payload);
+                            if !packet_ok(pkt, iph, v6, pseudo, l4) {
+                                return false;
+                            }
+                        } else {
+                            dst.copy_from_slice(src);
+                        }
                         w += src.len();
                         m = self.next[usize::from(m)];
                     }
@@ -370,7 +420,35 @@ impl Coalescer {
             }
             self.writes.push(start..pos);
         }
+        true
     }
+}
+
+/// Folded pseudo-header sum of `pkt` (addresses from its IP header).
+fn pseudo_sum(pkt: &[u8], v6: bool, proto: u8, l4_len: u32) -> u16 {
+    if v6 {
+        let mut s = [0u8; 16];
+        let mut d = [0u8; 16];
+        s.copy_from_slice(&pkt[8..24]);
+        d.copy_from_slice(&pkt[24..40]);
+        checksum::pseudo_v6(&s, &d, proto, l4_len)
+    } else {
+        checksum::pseudo_v4(
+            [pkt[12], pkt[13], pkt[14], pkt[15]],
+            [pkt[16], pkt[17], pkt[18], pkt[19]],
+            proto,
+            l4_len as u16,
+        )
+    }
+}
+
+/// IPv4 header checksum and L4 checksum of `pkt` are valid, given the
+/// pseudo-header sum without length and the L4 sum.
+fn packet_ok(pkt: &[u8], iph: usize, v6: bool, pseudo: u16, l4_sum: u16) -> bool {
+    // Bounded by `classify`: packets are at most 65535 bytes.
+    let l4_len = (pkt.len() - iph) as u32;
+    let pseudo = checksum::add(checksum::add(pseudo, (l4_len >> 16) as u16), l4_len as u16);
+    (v6 || checksum::sum(&pkt[..iph]) == 0xffff) && checksum::add(pseudo, l4_sum) == 0xffff
 }
 
 /// Fix the headers of a coalesced packet and build its virtio-net header.
@@ -458,25 +536,13 @@ fn headers_compatible(head: &[u8], pkt: &[u8], c: &Cand) -> bool {
 
 fn l4_checksum_ok(pkt: &[u8], iph: usize, proto: u8, v6: bool) -> bool {
     let l4_len = pkt.len() - iph;
-    let pseudo = if v6 {
-        let mut s = [0u8; 16];
-        let mut d = [0u8; 16];
-        s.copy_from_slice(&pkt[8..24]);
-        d.copy_from_slice(&pkt[24..40]);
-        checksum::pseudo_v6(&s, &d, proto, l4_len as u32)
-    } else {
-        checksum::pseudo_v4(
-            [pkt[12], pkt[13], pkt[14], pkt[15]],
-            [pkt[16], pkt[17], pkt[18], pkt[19]],
-            proto,
-            l4_len as u16,
-        )
-    };
+    let pseudo = pseudo_sum(pkt, v6, proto, l4_len as u32);
     checksum::add(pseudo, checksum::sum(&pkt[iph..])) == 0xffff
 }
 
-/// Decide whether a packet may be merged. Never panics on any input.
-fn classify(pkt: &[u8], cfg: &GroConfig) -> Class {
+/// Decide whether a packet may be merged; `verify`: also check its
+/// checksums. Never panics on any input.
+fn classify(pkt: &[u8], cfg: &GroConfig, verify: bool) -> Class {
     if pkt.len() > MAX_PACKET || pkt.is_empty() {
         return Class::Other;
     }
@@ -531,7 +597,7 @@ fn classify(pkt: &[u8], cfg: &GroConfig) -> Class {
             {
                 return Class::Flow(key);
             }
-            if cfg.verify_checksums
+            if verify
                 && ((!key.v6 && checksum::sum(&pkt[..iph]) != 0xffff)
                     || !l4_checksum_ok(pkt, iph, IPPROTO_TCP, key.v6))
             {
@@ -560,7 +626,7 @@ fn classify(pkt: &[u8], cfg: &GroConfig) -> Class {
             {
                 return Class::Flow(key);
             }
-            if cfg.verify_checksums
+            if verify
                 && ((!key.v6 && checksum::sum(&pkt[..iph]) != 0xffff)
                     || !l4_checksum_ok(pkt, iph, IPPROTO_UDP, key.v6))
             {

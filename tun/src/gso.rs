@@ -44,6 +44,73 @@ pub struct GsoSplit<'a> {
     hdr_len: usize,
     gso_size: usize,
     count: usize,
+    /// Per-segment invariants, computed once (zero for single packets).
+    pre: Precomputed,
+}
+
+/// What every segment shares, so `write_segment` only adds the fields that
+/// change per segment to these sums instead of re-reading the headers.
+#[derive(Debug, Clone, Copy, Default)]
+struct Precomputed {
+    /// Folded sum of the IPv4 header with total length, id and checksum
+    /// taken as zero.
+    ip_base: u16,
+    /// IPv4 id of the first segment.
+    ip_id: u16,
+    /// Folded sum of the pseudo-header addresses and protocol (length not
+    /// included).
+    pseudo_base: u16,
+    /// Folded sum of the L4 header with the checksum and the per-segment
+    /// fields (TCP sequence number and data offset/flags word, UDP length)
+    /// taken as zero.
+    l4_base: u16,
+    /// TCP sequence number of the first segment.
+    seq: u32,
+    /// TCP data offset and flags bytes of the super-packet.
+    tcp_word: [u8; 2],
+}
+
+impl Precomputed {
+    fn new(pkt: &[u8], v6: bool, l4: usize, hdr_len: usize, tcp: bool) -> Self {
+        let mut p = Self::default();
+        let proto = if tcp { IPPROTO_TCP } else { IPPROTO_UDP };
+        if v6 {
+            let mut s = [0u8; 16];
+            let mut d = [0u8; 16];
+            s.copy_from_slice(&pkt[8..24]);
+            d.copy_from_slice(&pkt[24..40]);
+            p.pseudo_base = checksum::pseudo_v6(&s, &d, proto, 0);
+        } else {
+            p.pseudo_base = checksum::pseudo_v4(
+                [pkt[12], pkt[13], pkt[14], pkt[15]],
+                [pkt[16], pkt[17], pkt[18], pkt[19]],
+                proto,
+                0,
+            );
+            // Subtract the varying fields from the plain header sum:
+            // one's-complement subtraction is addition of the complement.
+            let all = checksum::sum(&pkt[..l4]);
+            let var = checksum::sum(&pkt[2..6]);
+            let csum = u16::from_be_bytes([pkt[10], pkt[11]]);
+            p.ip_base = checksum::add(checksum::add(all, !var), !csum);
+            p.ip_id = u16::from_be_bytes([pkt[4], pkt[5]]);
+        }
+        let h = &pkt[l4..hdr_len];
+        let all = checksum::sum(h);
+        let (var, csum) = if tcp {
+            p.seq = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
+            p.tcp_word = [h[12], h[13]];
+            let var = checksum::add(checksum::sum(&h[4..8]), checksum::sum(&h[12..14]));
+            (var, u16::from_be_bytes([h[16], h[17]]))
+        } else {
+            (
+                u16::from_be_bytes([h[4], h[5]]),
+                u16::from_be_bytes([h[6], h[7]]),
+            )
+        };
+        p.l4_base = checksum::add(checksum::add(all, !var), !csum);
+        p
+    }
 }
 
 impl<'a> GsoSplit<'a> {
@@ -76,6 +143,7 @@ impl<'a> GsoSplit<'a> {
                 hdr_len: 0,
                 gso_size: 0,
                 count: 1,
+                pre: Precomputed::default(),
             });
         }
         let (proto, want_v6) = match gso {
@@ -173,11 +241,8 @@ impl<'a> GsoSplit<'a> {
         }
         let payload = pkt.len() - hdr_len;
         let count = payload.div_ceil(gso_size);
-        let kind = if proto == IPPROTO_TCP {
-            Kind::Tcp
-        } else {
-            Kind::Udp
-        };
+        let tcp = proto == IPPROTO_TCP;
+        let kind = if tcp { Kind::Tcp } else { Kind::Udp };
         Ok(Self {
             pkt,
             kind,
@@ -186,6 +251,7 @@ impl<'a> GsoSplit<'a> {
             hdr_len,
             gso_size,
             count,
+            pre: Precomputed::new(pkt, v6, l4_off, hdr_len, tcp),
         })
     }
 
@@ -242,8 +308,12 @@ impl<'a> GsoSplit<'a> {
                 out.copy_from_slice(self.pkt);
             }
             Kind::Csum { start, offset } => {
-                out.copy_from_slice(self.pkt);
-                complete_at(out, start, offset);
+                // Copy and sum in one pass; the field at `start + offset`
+                // holds the pseudo-header sum and is part of the sum.
+                out[..start].copy_from_slice(&self.pkt[..start]);
+                let sum = checksum::copy_and_sum(&self.pkt[start..], &mut out[start..]);
+                let c = checksum::finish(sum);
+                out[start + offset..start + offset + 2].copy_from_slice(&c.to_be_bytes());
             }
             Kind::Tcp | Kind::Udp => self.write_gso_segment(i, out),
         }
@@ -254,66 +324,54 @@ impl<'a> GsoSplit<'a> {
         let h = self.hdr_len;
         let start = h + i * self.gso_size;
         let seg_len = out.len();
+        let pre = &self.pre;
         out[..h].copy_from_slice(&self.pkt[..h]);
-        out[h..].copy_from_slice(&self.pkt[start..start + (seg_len - h)]);
+        // The payload starts at an even offset from the L4 header (TCP and
+        // UDP header lengths are multiples of 4), so its sum adds directly.
+        let payload =
+            checksum::copy_and_sum(&self.pkt[start..start + (seg_len - h)], &mut out[h..]);
         let l4 = self.l4_off;
-        let l4_len = seg_len - l4;
+        // Bounded by the constructor: hdr_len + gso_size <= 65535.
+        let l4_len = (seg_len - l4) as u16;
         // IP header.
         if self.v6 {
-            // Bounded by the constructor: hdr_len + gso_size <= 65535.
-            let pl = (seg_len - 40) as u16;
-            out[4..6].copy_from_slice(&pl.to_be_bytes());
+            out[4..6].copy_from_slice(&((seg_len - 40) as u16).to_be_bytes());
         } else {
-            let id = u16::from_be_bytes([out[4], out[5]]).wrapping_add(i as u16);
-            out[2..4].copy_from_slice(&(seg_len as u16).to_be_bytes());
+            let len = seg_len as u16;
+            let id = pre.ip_id.wrapping_add(i as u16);
+            out[2..4].copy_from_slice(&len.to_be_bytes());
             out[4..6].copy_from_slice(&id.to_be_bytes());
-            out[10..12].fill(0);
-            let c = checksum::ipv4_header(&out[..l4]);
+            let c = checksum::finish(checksum::add(checksum::add(pre.ip_base, len), id));
             out[10..12].copy_from_slice(&c.to_be_bytes());
         }
-        let proto;
+        let mut s = checksum::add(checksum::add(pre.pseudo_base, l4_len), pre.l4_base);
+        s = checksum::add(s, payload);
         let csum_field;
         if self.kind == Kind::Tcp {
-            proto = IPPROTO_TCP;
             csum_field = l4 + 16;
-            let seq = u32::from_be_bytes([out[l4 + 4], out[l4 + 5], out[l4 + 6], out[l4 + 7]])
-                .wrapping_add((i * self.gso_size) as u32);
+            let seq = pre.seq.wrapping_add((i * self.gso_size) as u32);
             out[l4 + 4..l4 + 8].copy_from_slice(&seq.to_be_bytes());
+            let mut flags = pre.tcp_word[1];
             if i + 1 != self.count {
-                out[l4 + 13] &= !(TCP_FIN | TCP_PSH);
+                flags &= !(TCP_FIN | TCP_PSH);
             }
             if i != 0 {
-                out[l4 + 13] &= !TCP_CWR;
+                flags &= !TCP_CWR;
             }
+            out[l4 + 13] = flags;
+            s = checksum::add(s, (seq >> 16) as u16);
+            s = checksum::add(s, seq as u16);
+            s = checksum::add(s, u16::from_be_bytes([pre.tcp_word[0], flags]));
         } else {
-            proto = IPPROTO_UDP;
             csum_field = l4 + 6;
-            out[l4 + 4..l4 + 6].copy_from_slice(&(l4_len as u16).to_be_bytes());
+            out[l4 + 4..l4 + 6].copy_from_slice(&l4_len.to_be_bytes());
+            s = checksum::add(s, l4_len);
         }
-        out[csum_field..csum_field + 2].fill(0);
-        let pseudo = self.pseudo(out, proto, l4_len);
-        let mut c = checksum::finish(checksum::add(pseudo, checksum::sum(&out[l4..])));
-        if proto == IPPROTO_UDP && c == 0 {
+        let mut c = checksum::finish(s);
+        if self.kind == Kind::Udp && c == 0 {
             c = 0xffff;
         }
         out[csum_field..csum_field + 2].copy_from_slice(&c.to_be_bytes());
-    }
-
-    fn pseudo(&self, out: &[u8], proto: u8, l4_len: usize) -> u16 {
-        if self.v6 {
-            let mut s = [0u8; 16];
-            let mut d = [0u8; 16];
-            s.copy_from_slice(&out[8..24]);
-            d.copy_from_slice(&out[24..40]);
-            checksum::pseudo_v6(&s, &d, proto, l4_len as u32)
-        } else {
-            checksum::pseudo_v4(
-                [out[12], out[13], out[14], out[15]],
-                [out[16], out[17], out[18], out[19]],
-                proto,
-                l4_len as u16,
-            )
-        }
     }
 }
 

@@ -574,3 +574,219 @@ fn multi_queue_caps_and_delete_on_drop() {
     .join()
     .unwrap();
 }
+
+/// Datagram `k` of message `m`: distinct contents, `len` bytes.
+fn datagram(m: usize, k: usize, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i.wrapping_mul(31) ^ (m * 131 + k * 7)) as u8)
+        .collect()
+}
+
+/// A UDP socket in namespace A sends with `UDP_SEGMENT` (GSO) through a TUN
+/// with USO; the test reads the USO super-packets, splits them, checks every
+/// segment and writes them into namespace B's TUN — one write per segment
+/// (`Split`) or coalesced into USO writes (`Coalesce`). B's socket must get
+/// every datagram intact.
+fn run_uso(v6: bool, mode: Mode) {
+    const GSO: usize = 1200;
+    const MSGS: usize = 12;
+    let (a_ip, b_ip) = (addr(v6, 1), addr(v6, 2));
+    let port = 5301;
+    // Message m: 10 full datagrams, every third message a shorter last one.
+    let msgs: Vec<Vec<Vec<u8>>> = (0..MSGS)
+        .map(|m| {
+            (0..10)
+                .map(|k| datagram(m, k, if k == 9 && m % 3 == 0 { 345 } else { GSO }))
+                .collect()
+        })
+        .collect();
+    let mut expected: Vec<Vec<u8>> = msgs.iter().flatten().cloned().collect();
+    let total = expected.len();
+
+    let (dev_tx_a, dev_rx_a) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let a = in_netns(move || {
+        dev_tx_a
+            .send(TunDevice::open(&tun_cfg("ua", true, a_ip, b_ip)).unwrap())
+            .unwrap();
+        if go_rx.recv().is_err() {
+            return;
+        }
+        let s = std::net::UdpSocket::bind(SocketAddr::new(a_ip, 0)).unwrap();
+        nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::UdpGsoSegment, &(GSO as i32))
+            .expect("UDP_SEGMENT");
+        for m in &msgs {
+            let buf = m.concat();
+            assert_eq!(
+                s.send_to(&buf, SocketAddr::new(b_ip, port)).unwrap(),
+                buf.len()
+            );
+        }
+    });
+    let (dev_tx_b, dev_rx_b) = mpsc::channel();
+    let b = in_netns(move || {
+        let dev = TunDevice::open(&tun_cfg("ub", true, b_ip, a_ip)).unwrap();
+        let s = std::net::UdpSocket::bind(SocketAddr::new(b_ip, port)).unwrap();
+        // A coalesced write delivers up to 64 datagrams at once: room for
+        // all of them, so a slow (loaded) receiver does not drop any
+        // (the kernel would count them as RcvbufErrors).
+        nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::RcvBufForce, &(8 << 20))
+            .expect("SO_RCVBUFFORCE");
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        dev_tx_b.send(dev).unwrap();
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while got.len() < total && Instant::now() < deadline {
+            match s.recv(&mut buf) {
+                Ok(n) => got.push(buf[..n].to_vec()),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) => panic!("recv: {e}"),
+            }
+        }
+        if got.len() < total {
+            // This namespace's UDP counters, to tell drops from corruption.
+            for f in ["/proc/thread-self/net/snmp", "/proc/thread-self/net/snmp6"] {
+                let t = std::fs::read_to_string(f).unwrap_or_default();
+                for l in t.lines().filter(|l| l.starts_with("Udp")) {
+                    eprintln!("{l}");
+                }
+            }
+        }
+        got
+    });
+    let mut dev_a: TunDevice = dev_rx_a.recv().unwrap();
+    let mut dev_b: TunDevice = dev_rx_b.recv().unwrap();
+    let (caps_a, caps_b) = (dev_a.caps(), dev_b.caps());
+    let qa = dev_a.take_queues().remove(0);
+    let qb = dev_b.take_queues().remove(0);
+    if !(caps_a.uso && caps_b.uso) {
+        drop(go_tx);
+        let _ = (a.join(), b.join());
+        let why = format!("USO not granted by this kernel: {caps_a:?} {caps_b:?}");
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
+        eprintln!("skipping USO test: {why}");
+        return;
+    }
+    go_tx.send(()).unwrap();
+
+    let iph = if v6 { 40 } else { 20 };
+    let mut buf = vec![0u8; 65536 + VNET_HDR_LEN];
+    let mut seg = vec![0u8; 65536 + VNET_HDR_LEN];
+    let mut coalescer = Coalescer::new(512, uring_tunnel_tun::GroConfig::default());
+    let mut out = vec![0u8; 1 << 20];
+    let (mut uso_reads, mut segments, mut uso_writes) = (0usize, 0usize, 0usize);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while segments < total && Instant::now() < deadline {
+        if !qa.wait_readable(Duration::from_millis(20)).unwrap() {
+            continue;
+        }
+        let mut batch: Vec<Vec<u8>> = Vec::new();
+        loop {
+            let n = match qa.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => panic!("tun read: {e}"),
+            };
+            let hdr = VirtioNetHdr::parse(&buf[..n]).unwrap();
+            let pkt = &buf[VNET_HDR_LEN..n];
+            let proto = if v6 { pkt[6] } else { pkt[9] };
+            // Only our flow (skip router solicitations, MLD etc.).
+            if proto != 17 || be16(pkt, iph + 2) != port {
+                continue;
+            }
+            let s = GsoSplit::new(&hdr, pkt).unwrap();
+            if hdr.gso_type == uring_tunnel_tun::GSO_UDP_L4 {
+                uso_reads += 1;
+                assert_eq!(usize::from(hdr.gso_size), GSO, "gso_size");
+            }
+            let mut payload = 0;
+            for i in 0..s.segments() {
+                let len = s.write_segment(i, &mut seg).unwrap();
+                let p = &seg[..len];
+                assert_checksums(p);
+                assert_eq!(usize::from(be16(p, iph + 4)), len - iph, "UDP length");
+                assert!(len - iph - 8 <= GSO, "segment payload above gso_size");
+                if !v6 {
+                    assert_eq!(be16(p, 4), be16(pkt, 4).wrapping_add(i as u16), "IPv4 id");
+                }
+                payload += len - iph - 8;
+                batch.push(p.to_vec());
+            }
+            assert_eq!(
+                payload,
+                pkt.len() - iph - 8,
+                "segment lengths do not add up"
+            );
+            segments += s.segments();
+        }
+        match mode {
+            Mode::Split => {
+                for p in &batch {
+                    seg[..VNET_HDR_LEN].copy_from_slice(&VirtioNetHdr::NONE.to_bytes());
+                    seg[VNET_HDR_LEN..VNET_HDR_LEN + p.len()].copy_from_slice(p);
+                    qb.write(&seg[..VNET_HDR_LEN + p.len()]).unwrap();
+                }
+            }
+            _ => {
+                for w in coalescer.coalesce(&batch, &mut out).unwrap() {
+                    let h = VirtioNetHdr::parse(&out[w.clone()]).unwrap();
+                    if h.gso_type == uring_tunnel_tun::GSO_UDP_L4 {
+                        uso_writes += 1;
+                    }
+                    qb.write(&out[w.clone()])
+                        .expect("kernel rejected a coalesced write");
+                }
+            }
+        }
+    }
+    a.join().expect("sender thread");
+    let mut got = b.join().expect("receiver thread");
+    eprintln!(
+        "USO v6={v6} {mode:?}: {uso_reads} USO reads, {segments} segments, {uso_writes} USO writes, {} datagrams received",
+        got.len()
+    );
+    assert!(uso_reads > 0, "no USO super-packet read from the TUN");
+    assert_eq!(segments, total, "segment count");
+    if mode == Mode::Coalesce {
+        assert!(uso_writes > 0, "no coalesced USO write happened");
+    }
+    assert_eq!(got.len(), total, "datagrams received");
+    got.sort();
+    expected.sort();
+    assert!(got == expected, "received datagrams differ from those sent");
+    drop((dev_a, dev_b));
+}
+
+#[test]
+fn uso_split_ipv4_delivers_every_datagram() {
+    let Some(_g) = setup("uso_split_ipv4_delivers_every_datagram") else {
+        return;
+    };
+    run_uso(false, Mode::Split);
+}
+
+#[test]
+fn uso_split_ipv6_delivers_every_datagram() {
+    let Some(_g) = setup("uso_split_ipv6_delivers_every_datagram") else {
+        return;
+    };
+    run_uso(true, Mode::Split);
+}
+
+#[test]
+fn uso_coalesced_writes_are_accepted_ipv4() {
+    let Some(_g) = setup("uso_coalesced_writes_are_accepted_ipv4") else {
+        return;
+    };
+    run_uso(false, Mode::Coalesce);
+}
+
+#[test]
+fn uso_coalesced_writes_are_accepted_ipv6() {
+    let Some(_g) = setup("uso_coalesced_writes_are_accepted_ipv6") else {
+        return;
+    };
+    run_uso(true, Mode::Coalesce);
+}
