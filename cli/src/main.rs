@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use uring_tunnel_crypto::keys::StaticSecret;
+use uring_tunnel_engine::BackendChoice;
 
 /// A WireGuard-compatible VPN data plane: one single-threaded io_uring shard per core.
 ///
@@ -34,6 +35,38 @@ enum Command {
     ///
     /// Example: `uring-tunnel genkey | tee private.key | uring-tunnel pubkey`
     Pubkey,
+    /// Bring a tunnel up from a wg-quick configuration file; stays in the foreground.
+    ///
+    /// Creates the TUN device (named after the config file unless --interface is given), sets
+    /// its addresses and MTU, adds routes for the peers' AllowedIPs (unless `Table = off`),
+    /// starts one shard per core and runs until SIGINT/SIGTERM, then removes the device.
+    /// Needs CAP_NET_ADMIN (root).
+    ///
+    /// Example: `uring-tunnel run --config wg0.conf --cores 2 --engine epoll`
+    Run {
+        /// The wg-quick style configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Interface name (default: the config file name without `.conf`).
+        #[arg(long, short)]
+        interface: Option<String>,
+        /// Number of shards (default: the CPUs in the process affinity mask, or in --cpus /
+        /// --numa-node).
+        #[arg(long)]
+        cores: Option<usize>,
+        /// Pin shards to these CPUs, e.g. `0-3,8`.
+        #[arg(long)]
+        cpus: Option<String>,
+        /// Use (and pin to) the CPUs of this NUMA node; buffers are allocated after pinning.
+        #[arg(long)]
+        numa_node: Option<u32>,
+        /// I/O backend: `auto` (io_uring when usable, else epoll), `uring`, or `epoll`.
+        #[arg(long, value_enum, default_value_t = EngineArg::Auto)]
+        engine: EngineArg,
+        /// Do not negotiate TUN offloads (no virtio-net header, no TSO/USO): plain packets.
+        #[arg(long)]
+        no_offload: bool,
+    },
     /// Check a wg-quick configuration file and print what is wrong with it, if anything.
     ///
     /// Exits 0 when the file is usable; warnings for ignored wg-quick keys go to stderr.
@@ -42,6 +75,17 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+}
+
+/// `--engine` values.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum EngineArg {
+    /// io_uring when the kernel has what it needs, else epoll (logged).
+    Auto,
+    /// io_uring, or fail with the reason.
+    Uring,
+    /// epoll with batched syscalls.
+    Epoll,
 }
 
 fn main() -> ExitCode {
@@ -72,6 +116,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let mut out = std::io::stdout().lock();
             writeln!(out, "{}", key.public_key()).context("writing to stdout")?;
+        }
+        Command::Run {
+            config,
+            interface,
+            cores,
+            cpus,
+            numa_node,
+            engine,
+            no_offload,
+        } => {
+            let opts = uring_tunnel::run::RunOptions {
+                interface,
+                cores,
+                cpus,
+                numa_node,
+                engine: match engine {
+                    EngineArg::Auto => BackendChoice::Auto,
+                    EngineArg::Uring => BackendChoice::Uring,
+                    EngineArg::Epoll => BackendChoice::Epoll,
+                },
+                no_offload,
+            };
+            uring_tunnel::run::run(&config, &opts)?;
         }
         Command::Check { config } => {
             let cfg = config::Config::load(&config)?;

@@ -557,6 +557,24 @@ impl Device {
         })
     }
 
+    /// A shard received a transport packet on `peer`'s `next` session (the datapath decrypts
+    /// without [`Device::decapsulate`]): make it current exactly as `decapsulate` would.
+    /// Returns whether a promotion happened.
+    pub fn confirm_next(&mut self, peer: PeerId, now: Duration) -> bool {
+        let Some(p) = self.peers.get_mut(peer.0 as usize) else {
+            return false;
+        };
+        if p.next.is_none() {
+            return false;
+        }
+        let next = p.next.take();
+        let old_current = core::mem::replace(&mut p.current, next);
+        let dropped = core::mem::replace(&mut p.previous, old_current);
+        p.timers.on_handshake_complete(now);
+        self.retire([dropped, None]);
+        true
+    }
+
     /// Encrypts a packet for `peer` on its current session (see [`Keypair::encapsulate`]).
     /// `NoSession` without a current session (the timers are asked for a handshake).
     pub fn encapsulate(

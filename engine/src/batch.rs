@@ -25,35 +25,31 @@ pub enum Full {
     Capacity,
 }
 
-/// Datagrams for one destination, contiguous, same size except the last.
-#[derive(Debug)]
-pub struct SendBatch {
-    buf: Box<[u8]>,
+/// The bookkeeping of one GSO send, apart from its buffer: destination, segment size, bytes
+/// and datagrams so far. Backends keep it next to whatever memory they send from (an owned
+/// buffer for epoll, a registered pool slot for io_uring).
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLayout {
     dst: Option<SocketAddr>,
     seg_size: usize,
     len: usize,
     count: usize,
     ended_short: bool,
     max_segments: usize,
+    max_bytes: usize,
 }
 
-impl SendBatch {
-    /// A batch able to hold [`MAX_GSO_BYTES`].
-    pub fn new() -> Self {
-        Self::with_limits(MAX_GSO_BYTES, MAX_SEGMENTS)
-    }
-
-    /// A batch with a smaller byte or segment limit (`max_segments = 1` disables coalescing,
-    /// e.g. after the kernel refused GSO).
-    pub fn with_limits(max_bytes: usize, max_segments: usize) -> Self {
-        SendBatch {
-            buf: vec![0u8; max_bytes].into_boxed_slice(),
+impl BatchLayout {
+    /// An empty layout for a buffer of `max_bytes` and at most `max_segments` datagrams.
+    pub const fn new(max_bytes: usize, max_segments: usize) -> Self {
+        BatchLayout {
             dst: None,
             seg_size: 0,
             len: 0,
             count: 0,
             ended_short: false,
-            max_segments: max_segments.max(1),
+            max_segments: if max_segments == 0 { 1 } else { max_segments },
+            max_bytes,
         }
     }
 
@@ -65,7 +61,7 @@ impl SendBatch {
     /// Whether a datagram of `len` bytes to `dst` fits, or why not.
     #[inline]
     pub fn check(&self, dst: SocketAddr, len: usize) -> Result<(), Full> {
-        if len > self.buf.len() {
+        if len > self.max_bytes {
             return Err(Full::Capacity);
         }
         if self.count == 0 {
@@ -77,24 +73,23 @@ impl SendBatch {
         if self.ended_short || len > self.seg_size {
             return Err(Full::SizeMismatch);
         }
-        if self.count >= self.max_segments || self.len + len > self.buf.len() {
+        if self.count >= self.max_segments || self.len + len > self.max_bytes {
             return Err(Full::Capacity);
         }
         Ok(())
     }
 
-    /// Room for the next datagram to `dst`, exactly `len` bytes long (the caller knows the
-    /// encrypted length in advance); write it, then call [`SendBatch::commit`] with `len`.
+    /// Byte range the next datagram of `len` bytes to `dst` goes to.
     #[inline]
-    pub fn slot(&mut self, dst: SocketAddr, len: usize) -> Result<&mut [u8], Full> {
+    pub fn next_range(&self, dst: SocketAddr, len: usize) -> Result<std::ops::Range<usize>, Full> {
         self.check(dst, len)?;
-        Ok(&mut self.buf[self.len..self.len + len])
+        Ok(self.len..self.len + len)
     }
 
-    /// Accounts a datagram of `len` bytes just written into the slot.
+    /// Accounts a datagram of `len` bytes just written at [`BatchLayout::next_range`].
     ///
     /// # Panics
-    /// If `len` breaks the batch rules that [`SendBatch::check`] enforces: a caller bug.
+    /// If `len` breaks the rules that [`BatchLayout::check`] enforces: a caller bug.
     #[inline]
     pub fn commit(&mut self, dst: SocketAddr, len: usize) {
         assert!(self.check(dst, len).is_ok(), "commit without a valid slot");
@@ -108,17 +103,17 @@ impl SendBatch {
         self.count += 1;
     }
 
-    /// Whether the batch holds nothing.
+    /// Whether nothing is in the batch.
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
 
-    /// Destination of the datagrams in the batch.
+    /// Destination of the datagrams.
     pub fn destination(&self) -> Option<SocketAddr> {
         self.dst
     }
 
-    /// Segment size to put in the `UDP_SEGMENT` control message.
+    /// Segment size for the `UDP_SEGMENT` control message.
     pub fn segment_size(&self) -> usize {
         self.seg_size
     }
@@ -128,23 +123,102 @@ impl SendBatch {
         self.count
     }
 
+    /// Bytes used.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Empties the layout (the send completed).
+    pub fn clear(&mut self) {
+        *self = BatchLayout::new(self.max_bytes, self.max_segments);
+    }
+}
+
+/// Datagrams for one destination in an owned buffer, contiguous, same size except the last.
+#[derive(Debug)]
+pub struct SendBatch {
+    buf: Box<[u8]>,
+    layout: BatchLayout,
+}
+
+impl SendBatch {
+    /// A batch able to hold [`MAX_GSO_BYTES`].
+    pub fn new() -> Self {
+        Self::with_limits(MAX_GSO_BYTES, MAX_SEGMENTS)
+    }
+
+    /// A batch with a smaller byte or segment limit (`max_segments = 1` disables coalescing,
+    /// e.g. after the kernel refused GSO).
+    pub fn with_limits(max_bytes: usize, max_segments: usize) -> Self {
+        SendBatch {
+            buf: vec![0u8; max_bytes].into_boxed_slice(),
+            layout: BatchLayout::new(max_bytes, max_segments),
+        }
+    }
+
+    /// The bookkeeping.
+    pub fn layout(&self) -> &BatchLayout {
+        &self.layout
+    }
+
+    /// Limits coalescing to `n` segments per send from now on.
+    pub fn set_max_segments(&mut self, n: usize) {
+        self.layout.set_max_segments(n);
+    }
+
+    /// Whether a datagram of `len` bytes to `dst` fits, or why not.
+    #[inline]
+    pub fn check(&self, dst: SocketAddr, len: usize) -> Result<(), Full> {
+        self.layout.check(dst, len)
+    }
+
+    /// Room for the next datagram to `dst`, exactly `len` bytes long (the caller knows the
+    /// encrypted length in advance); write it, then call [`SendBatch::commit`] with `len`.
+    #[inline]
+    pub fn slot(&mut self, dst: SocketAddr, len: usize) -> Result<&mut [u8], Full> {
+        let r = self.layout.next_range(dst, len)?;
+        Ok(&mut self.buf[r])
+    }
+
+    /// Accounts a datagram of `len` bytes just written into the slot.
+    #[inline]
+    pub fn commit(&mut self, dst: SocketAddr, len: usize) {
+        self.layout.commit(dst, len);
+    }
+
+    /// Whether the batch holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.layout.is_empty()
+    }
+
+    /// Destination of the datagrams in the batch.
+    pub fn destination(&self) -> Option<SocketAddr> {
+        self.layout.destination()
+    }
+
+    /// Segment size to put in the `UDP_SEGMENT` control message.
+    pub fn segment_size(&self) -> usize {
+        self.layout.segment_size()
+    }
+
+    /// Number of datagrams.
+    pub fn count(&self) -> usize {
+        self.layout.count()
+    }
+
     /// The bytes to send.
     pub fn bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
+        &self.buf[..self.layout.len()]
     }
 
     /// The datagrams one by one (for a send without GSO).
     pub fn datagrams(&self) -> impl Iterator<Item = &[u8]> {
-        self.bytes().chunks(self.seg_size.max(1))
+        self.bytes().chunks(self.layout.segment_size().max(1))
     }
 
     /// Empties the batch after its send completed.
     pub fn clear(&mut self) {
-        self.dst = None;
-        self.seg_size = 0;
-        self.len = 0;
-        self.count = 0;
-        self.ended_short = false;
+        self.layout.clear();
     }
 }
 

@@ -3,5 +3,12 @@
 
 pub mod allowed_ips;
 pub mod batch;
+pub mod control;
+pub mod datapath;
+mod engine;
+pub mod peers;
+mod shard_epoll;
 pub mod stats;
 pub mod sys;
+
+pub use engine::{Backend, BackendChoice, Engine, EngineConfig, EngineError, PeerSpec};

@@ -1,0 +1,357 @@
+//! The control plane: handshakes, timers and session hand-over to the shards.
+//!
+//! The protocol state ([`Device`]) lives behind one mutex. It is taken only on rare paths: a
+//! handshake datagram reaching a shard, and the timer thread's ticks (at most every
+//! [`TICK`], earlier when a shard asks for a handshake). The datapath never takes it: shards
+//! read sessions from `ArcSwap`s in [`Shared`] and leave timer events as atomic time stamps,
+//! which the timer thread feeds into the protocol timers.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::{Acquire, Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::Thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use rand_core::OsRng;
+use uring_tunnel_crypto::peer::{Device, Event, PeerId as DevicePeerId};
+use uring_tunnel_crypto::transport::{
+    TRANSPORT_HEADER_LEN, TRANSPORT_OVERHEAD, padded_len_for_mtu,
+};
+
+use crate::datapath::Control;
+use crate::peers::{IndexTable, PeerState, Session, Shared};
+use crate::stats::DropReason;
+use crate::sys::udp::UdpSocket;
+
+/// Longest sleep of the timer thread.
+pub const TICK: Duration = Duration::from_millis(50);
+/// Handshake messages per second above which we answer with cookies (under load).
+pub const UNDER_LOAD_PER_SEC: u32 = 256;
+
+/// What the timer thread remembers per peer between ticks.
+#[derive(Debug, Default, Clone, Copy)]
+struct Synced {
+    data_sent: Option<Duration>,
+    data_received: Option<Duration>,
+    auth_sent: Option<Duration>,
+    auth_received: Option<Duration>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    device: Device,
+    synced: Vec<Synced>,
+    load_window: Duration,
+    load_count: u32,
+}
+
+/// The control plane shared by the shards and the timer thread.
+#[derive(Debug)]
+pub struct ControlPlane {
+    inner: Mutex<Inner>,
+    shared: Arc<Shared>,
+    /// Socket for sends from the timer thread (a shard's socket: same port, so replies come
+    /// back to the reuseport group).
+    socket: Arc<UdpSocket>,
+    origin: Instant,
+    timer_thread: Mutex<Option<Thread>>,
+}
+
+impl ControlPlane {
+    /// A control plane over `device`, whose peer ids equal the indices of `shared.peers`.
+    pub fn new(
+        device: Device,
+        shared: Arc<Shared>,
+        socket: Arc<UdpSocket>,
+        origin: Instant,
+    ) -> Self {
+        let n = shared.peers.load().len();
+        ControlPlane {
+            inner: Mutex::new(Inner {
+                device,
+                synced: vec![Synced::default(); n],
+                load_window: Duration::ZERO,
+                load_count: 0,
+            }),
+            shared,
+            socket,
+            origin,
+            timer_thread: Mutex::new(None),
+        }
+    }
+
+    /// Monotonic time since the engine's origin.
+    pub fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs the timer loop on the current thread until `shared.stop`.
+    pub fn run_timers(&self) {
+        *self.timer_thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::thread::current());
+        while !self.shared.stop.load(Acquire) {
+            let now = self.now();
+            let next = self.tick(now);
+            let sleep = next
+                .map_or(TICK, |d| d.saturating_sub(self.now()))
+                .min(TICK);
+            std::thread::park_timeout(sleep.max(Duration::from_millis(1)));
+        }
+    }
+
+    /// Wakes the timer thread (a shard wants a handshake).
+    pub fn wake(&self) {
+        if let Some(t) = self
+            .timer_thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            t.unpark();
+        }
+    }
+
+    /// One round of timers: feeds the shards' events to the protocol timers, sends what is
+    /// due, publishes session changes and flushes packets that waited for a session. Returns
+    /// the next deadline.
+    pub fn tick(&self, now: Duration) -> Option<Duration> {
+        let mut inner = self.lock();
+        let peers = self.shared.peers.load();
+        for (i, state) in peers.iter().enumerate() {
+            let Some(state) = state else { continue };
+            let id = DevicePeerId(i as u32);
+            let synced = inner.synced.get(i).copied().unwrap_or_default();
+            // Promotion of a responder's `next` session happens on the datapath; mirror it.
+            let promoted = match (state.current.load_full(), inner.device.peer(id)) {
+                (Some(cur), Some(p)) => p.next().is_some_and(|n| Arc::ptr_eq(&cur, n)),
+                _ => false,
+            };
+            if promoted {
+                inner.device.confirm_next(id, now);
+            }
+            let Ok(p) = inner.device.peer_mut(id) else {
+                continue;
+            };
+            let mut events = [
+                (state.last_auth_received.get(), synced.auth_received, 0u8),
+                (state.last_data_received.get(), synced.data_received, 1),
+                (state.last_auth_sent.get(), synced.auth_sent, 2),
+                (state.last_data_sent.get(), synced.data_sent, 3),
+            ];
+            events.sort_by_key(|e| e.0);
+            let timers = p.timers_mut();
+            for (t, old, kind) in events {
+                if let Some(t) = t
+                    && Some(t) != old
+                {
+                    match kind {
+                        0 => timers.on_authenticated_packet_received(t),
+                        1 => timers.on_data_received(t),
+                        2 => timers.on_authenticated_packet_sent(t),
+                        _ => timers.on_data_sent(t),
+                    }
+                }
+            }
+            let wanted = state.wants_handshake.swap(false, Relaxed);
+            if wanted && !has_usable_session(state, now)
+                || state
+                    .current
+                    .load()
+                    .as_ref()
+                    .is_some_and(|k| k.should_rekey_on_send(now))
+            {
+                timers.request_handshake(now);
+            }
+            if let Some(s) = inner.synced.get_mut(i) {
+                *s = Synced {
+                    data_sent: state.last_data_sent.get(),
+                    data_received: state.last_data_received.get(),
+                    auth_sent: state.last_auth_sent.get(),
+                    auth_received: state.last_auth_received.get(),
+                };
+            }
+        }
+        let transmits = inner.device.tick(now, SystemTime::now(), &mut OsRng);
+        for t in &transmits {
+            let _ = self.socket.send_to(&t.datagram, t.to);
+            if let Some(Some(state)) = peers.get(t.peer.0 as usize) {
+                state.last_auth_sent.set(now);
+            }
+        }
+        // Keepalives the device sent count as authenticated sends for our bookkeeping too.
+        for (i, s) in inner.synced.iter_mut().enumerate() {
+            if let Some(Some(state)) = peers.get(i) {
+                s.auth_sent = state.last_auth_sent.get();
+            }
+        }
+        self.publish(&inner.device);
+        self.flush_staged(now, None);
+        inner.device.next_deadline()
+    }
+
+    /// Copies the device's sessions and endpoints into the shared tables.
+    fn publish(&self, device: &Device) {
+        let peers = self.shared.peers.load();
+        let mut table = IndexTable::new();
+        for p in device.peers() {
+            let Some(Some(state)) = peers.get(p.id().0 as usize) else {
+                continue;
+            };
+            for kp in [p.current(), p.previous(), p.next()].into_iter().flatten() {
+                table.insert(
+                    kp.local_index,
+                    Session {
+                        keypair: Arc::clone(kp),
+                        peer: p.id().0,
+                    },
+                );
+            }
+            store_if_changed(&state.current, p.current());
+            store_if_changed(&state.next, p.next());
+            if let Some(ep) = p.endpoint()
+                && state.endpoint.load().as_deref() != Some(&ep)
+            {
+                // The datapath roams on authenticated transport packets; handshakes roam here.
+                state.endpoint.store(Some(Arc::new(ep)));
+            }
+        }
+        let old = self.shared.indices.load();
+        if !same_table(&old, &table) {
+            self.shared.indices.store(Arc::new(table));
+        }
+    }
+
+    /// Sends packets that waited for a session, now that one exists. With `confirm_peer`, a
+    /// peer whose handshake we just completed as initiator gets a keepalive if nothing was
+    /// waiting, so the responder can start using the session (whitepaper §6.5).
+    fn flush_staged(&self, now: Duration, confirm_peer: Option<u32>) {
+        let peers = self.shared.peers.load();
+        let mut buf = vec![0u8; 65536 + TRANSPORT_OVERHEAD];
+        for state in peers.iter().flatten() {
+            let (Some(kp), Some(dst)) = (state.current.load_full(), state.endpoint.load_full())
+            else {
+                continue;
+            };
+            if kp.is_expired(now) {
+                continue;
+            }
+            let mut q = state.staged.lock().unwrap_or_else(|e| e.into_inner());
+            if q.is_empty() && confirm_peer == Some(state.id) {
+                let Ok(counter) = kp.next_counter() else {
+                    continue;
+                };
+                if let Ok(n) = kp.encapsulate(counter, &mut buf[..TRANSPORT_OVERHEAD], 0, now)
+                    && self.socket.send_to(&buf[..n], *dst).is_ok()
+                {
+                    state.last_auth_sent.set(now);
+                }
+                continue;
+            }
+            while let Some(pkt) = q.pop_front() {
+                let len = pkt.len();
+                let dlen = TRANSPORT_OVERHEAD + padded_len_for_mtu(len, self.shared.mtu);
+                if dlen > buf.len() {
+                    continue;
+                }
+                buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + len].copy_from_slice(&pkt);
+                let Ok(counter) = kp.next_counter() else {
+                    break;
+                };
+                if let Ok(n) =
+                    kp.encapsulate_mtu(counter, &mut buf[..dlen], len, self.shared.mtu, now)
+                    && self.socket.send_to(&buf[..n], *dst).is_ok()
+                {
+                    state.tx_bytes.fetch_add(len as u64, Relaxed);
+                    state.last_data_sent.set(now);
+                    state.last_auth_sent.set(now);
+                }
+            }
+        }
+    }
+}
+
+fn has_usable_session(state: &PeerState, now: Duration) -> bool {
+    state
+        .current
+        .load()
+        .as_ref()
+        .is_some_and(|k| !k.is_expired(now) && !k.should_rekey_on_send(now))
+}
+
+fn store_if_changed(
+    slot: &arc_swap::ArcSwapOption<uring_tunnel_crypto::transport::Keypair>,
+    want: Option<&Arc<uring_tunnel_crypto::transport::Keypair>>,
+) {
+    let cur = slot.load();
+    let same = match (cur.as_ref(), want) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
+    };
+    if !same {
+        slot.store(want.cloned());
+    }
+}
+
+fn same_table(a: &IndexTable, b: &IndexTable) -> bool {
+    a.len() == b.len()
+        && a.iter().all(|(k, s)| {
+            b.get(k)
+                .is_some_and(|t| Arc::ptr_eq(&s.keypair, &t.keypair) && s.peer == t.peer)
+        })
+}
+
+impl Control for ControlPlane {
+    fn handshake(
+        &self,
+        datagram: &[u8],
+        src: SocketAddr,
+        now: Duration,
+        reply: &mut [u8],
+    ) -> Result<Option<usize>, DropReason> {
+        let mut inner = self.lock();
+        // Under load: more handshake messages in the current second than we want to do
+        // Diffie-Hellman for. Then only initiations with a valid cookie (MAC2) get work.
+        let second = Duration::from_secs(now.as_secs());
+        if inner.load_window != second {
+            inner.load_window = second;
+            inner.load_count = 0;
+        }
+        inner.load_count = inner.load_count.saturating_add(1);
+        let under_load = inner.load_count > UNDER_LOAD_PER_SEC;
+        let outcome = inner
+            .device
+            .handle_handshake(datagram, src, now, under_load, &mut OsRng)
+            .map_err(DropReason::from)?;
+        let established = match &outcome.event {
+            Some(Event::SessionEstablished { peer, .. }) => Some(peer.0),
+            _ => None,
+        };
+        let n = match &outcome.reply {
+            Some(r) => {
+                let b = r.as_bytes();
+                let n = b.len().min(reply.len());
+                reply[..n].copy_from_slice(&b[..n]);
+                Some(n)
+            }
+            None => None,
+        };
+        if let Some(id) = outcome.peer
+            && let Some(Some(state)) = self.shared.peers.load().get(id.0 as usize)
+        {
+            state.last_auth_received.set(now);
+            if n.is_some() {
+                state.last_auth_sent.set(now);
+            }
+        }
+        self.publish(&inner.device);
+        drop(inner);
+        if established.is_some() {
+            self.flush_staged(now, established);
+        }
+        Ok(n)
+    }
+}

@@ -1,0 +1,334 @@
+//! Starting and stopping the shards.
+
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering::Release};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use ipnet::IpNet;
+use uring_tunnel_crypto::TimerConfig;
+use uring_tunnel_crypto::keys::{PresharedKey, PublicKey, StaticSecret};
+use uring_tunnel_crypto::peer::{Device, PeerConfig};
+use uring_tunnel_tun::{TunCaps, TunQueue};
+
+use crate::allowed_ips::AllowedIpsBuilder;
+use crate::control::ControlPlane;
+use crate::datapath::Datapath;
+use crate::peers::{IndexTable, PeerState, Shared};
+use crate::stats::ShardStats;
+use crate::sys::udp::{UdpConfig, UdpSocket};
+
+/// Which I/O backend drives the shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// One io_uring per shard.
+    Uring,
+    /// epoll + plain syscalls (`read`/`write`, `recvmmsg`, `sendmsg` with GSO).
+    Epoll,
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Uring => "uring",
+            Backend::Epoll => "epoll",
+        })
+    }
+}
+
+/// The backend requested by the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackendChoice {
+    /// io_uring when the kernel has what we need, else epoll.
+    #[default]
+    Auto,
+    /// io_uring or a clear error.
+    Uring,
+    /// epoll.
+    Epoll,
+}
+
+/// One peer of the configuration.
+#[derive(Debug, Clone)]
+pub struct PeerSpec {
+    /// Its static public key.
+    pub public_key: PublicKey,
+    /// Optional preshared key.
+    pub preshared_key: Option<[u8; 32]>,
+    /// Initial endpoint (resolved).
+    pub endpoint: Option<SocketAddr>,
+    /// Inner prefixes routed to and accepted from it.
+    pub allowed_ips: Vec<IpNet>,
+    /// Persistent keepalive interval.
+    pub persistent_keepalive: Option<Duration>,
+}
+
+/// Everything [`Engine::start`] needs besides the TUN queues.
+#[derive(Debug)]
+pub struct EngineConfig {
+    /// Our static private key.
+    pub private_key: StaticSecret,
+    /// UDP port; 0 = pick one.
+    pub listen_port: u16,
+    /// fwmark for outgoing UDP.
+    pub fwmark: Option<u32>,
+    /// Tunnel MTU.
+    pub mtu: usize,
+    /// Peers.
+    pub peers: Vec<PeerSpec>,
+    /// One entry per shard: the CPU to pin it to, if any.
+    pub shard_cpus: Vec<Option<usize>>,
+    /// Backend.
+    pub backend: BackendChoice,
+    /// Protocol timers (tests compress them).
+    pub timers: TimerConfig,
+}
+
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Socket set-up failed.
+    #[error("UDP socket: {0}")]
+    Udp(#[from] crate::sys::udp::UdpError),
+    /// A peer was refused by the protocol core.
+    #[error("peer {key}: {source}")]
+    Peer {
+        /// The peer's key (base64).
+        key: String,
+        /// Why.
+        source: uring_tunnel_crypto::Error,
+    },
+    /// The number of TUN queues does not match the number of shards.
+    #[error("{queues} TUN queues for {shards} shards")]
+    QueueCount {
+        /// Queues given.
+        queues: usize,
+        /// Shards asked for.
+        shards: usize,
+    },
+    /// io_uring was asked for but is not usable.
+    #[error("io_uring backend unavailable: {0}")]
+    Uring(String),
+    /// Some other OS error.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// A running tunnel: shard threads plus the timer thread.
+#[derive(Debug)]
+pub struct Engine {
+    shared: Arc<Shared>,
+    control: Arc<ControlPlane>,
+    stats: Vec<Arc<ShardStats>>,
+    threads: Vec<JoinHandle<()>>,
+    backend: Backend,
+    local: SocketAddr,
+    errors: Arc<Mutex<Vec<String>>>,
+}
+
+impl Engine {
+    /// Starts one shard per TUN queue.
+    pub fn start(
+        cfg: EngineConfig,
+        queues: Vec<TunQueue>,
+        caps: TunCaps,
+    ) -> Result<Engine, EngineError> {
+        let shards = cfg.shard_cpus.len().max(1);
+        if queues.len() != shards {
+            return Err(EngineError::QueueCount {
+                queues: queues.len(),
+                shards,
+            });
+        }
+        let backend = match cfg.backend {
+            BackendChoice::Epoll => Backend::Epoll,
+            BackendChoice::Auto => Backend::Epoll,
+            BackendChoice::Uring => {
+                return Err(EngineError::Uring(
+                    "this build drives shards with epoll only".into(),
+                ));
+            }
+        };
+        let origin = Instant::now();
+        let mut device = Device::new(cfg.private_key, cfg.timers);
+        let mut allowed = AllowedIpsBuilder::new();
+        let mut states = Vec::with_capacity(cfg.peers.len());
+        for (i, p) in cfg.peers.iter().enumerate() {
+            let mut pc = PeerConfig::new(p.public_key);
+            if let Some(psk) = p.preshared_key {
+                pc.preshared_key = PresharedKey::from_bytes(psk);
+            }
+            pc.endpoint = p.endpoint;
+            pc.persistent_keepalive = p.persistent_keepalive;
+            let id = device
+                .add_peer(pc, origin.elapsed())
+                .map_err(|source| EngineError::Peer {
+                    key: p.public_key.to_base64(),
+                    source,
+                })?;
+            debug_assert_eq!(id.0 as usize, i);
+            for net in &p.allowed_ips {
+                allowed.insert(*net, i as u32);
+            }
+            states.push(Some(Arc::new(PeerState::new(
+                i as u32,
+                p.public_key,
+                p.endpoint,
+            ))));
+        }
+        let shared = Arc::new(Shared {
+            peers: ArcSwap::from_pointee(states),
+            allowed: ArcSwap::from_pointee(allowed.build()),
+            indices: ArcSwap::from_pointee(IndexTable::new()),
+            mtu: cfg.mtu,
+            stop: AtomicBool::new(false),
+        });
+        let udp_cfg = UdpConfig {
+            port: cfg.listen_port,
+            fwmark: cfg.fwmark,
+            ..UdpConfig::default()
+        };
+        let sockets: Vec<Arc<UdpSocket>> = UdpSocket::bind_shards(&udp_cfg, shards)?
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        let local = sockets[0].local_addr();
+        let control = Arc::new(ControlPlane::new(
+            device,
+            Arc::clone(&shared),
+            Arc::clone(&sockets[0]),
+            origin,
+        ));
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let mut stats = Vec::with_capacity(shards);
+        let mut threads = Vec::with_capacity(shards + 1);
+        for (i, ((queue, sock), cpu)) in queues
+            .into_iter()
+            .zip(sockets)
+            .zip(
+                cfg.shard_cpus
+                    .iter()
+                    .copied()
+                    .chain(std::iter::repeat(None)),
+            )
+            .enumerate()
+        {
+            let st = Arc::new(ShardStats::default());
+            stats.push(Arc::clone(&st));
+            let shared = Arc::clone(&shared);
+            let control = Arc::clone(&control);
+            let errors = Arc::clone(&errors);
+            let gro = caps.gro_config();
+            let t = std::thread::Builder::new()
+                .name(format!("shard-{i}"))
+                .spawn(move || {
+                    if let Some(cpu) = cpu
+                        && let Err(e) = crate::sys::pin_to_cpu(cpu)
+                    {
+                        push_err(&errors, format!("shard {i}: pinning to CPU {cpu}: {e}"));
+                    }
+                    // Buffers are allocated here, after pinning, so they are NUMA-local.
+                    let mut dp = Datapath::new(Arc::clone(&shared), st, gro);
+                    if let Err(e) = queue.set_nonblocking(true) {
+                        push_err(&errors, format!("shard {i}: TUN nonblocking: {e}"));
+                        return;
+                    }
+                    let clock = || origin.elapsed();
+                    let res = crate::shard_epoll::run(
+                        &mut dp,
+                        queue.as_fd(),
+                        &sock,
+                        &*control,
+                        &clock,
+                        &shared.stop,
+                    );
+                    if let Err(e) = res {
+                        push_err(&errors, format!("shard {i}: {e}"));
+                        shared.stop.store(true, Release);
+                    }
+                })
+                .map_err(|source| EngineError::Io {
+                    what: "spawning a shard thread",
+                    source,
+                })?;
+            threads.push(t);
+        }
+        let c = Arc::clone(&control);
+        threads.push(
+            std::thread::Builder::new()
+                .name("timers".into())
+                .spawn(move || c.run_timers())
+                .map_err(|source| EngineError::Io {
+                    what: "spawning the timer thread",
+                    source,
+                })?,
+        );
+        // Initiate right away to peers with an endpoint, like wg-quick's first packet would.
+        for state in shared.peers.load().iter().flatten() {
+            if state.endpoint.load().is_some() {
+                state.wants_handshake.store(true, Release);
+            }
+        }
+        control.wake();
+        Ok(Engine {
+            shared,
+            control,
+            stats,
+            threads,
+            backend,
+            local,
+            errors,
+        })
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The bound UDP address (port chosen by the kernel when the config said 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Per-shard counters.
+    pub fn shard_stats(&self) -> &[Arc<ShardStats>] {
+        &self.stats
+    }
+
+    /// Shared tables (peers, sessions).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Whether a shard stopped on an error.
+    pub fn failed(&self) -> Option<String> {
+        self.errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .first()
+            .cloned()
+    }
+
+    /// Stops all threads and waits for them. Returns the errors they reported.
+    pub fn stop(self) -> Vec<String> {
+        self.shared.stop.store(true, Release);
+        self.control.wake();
+        for t in self.threads {
+            let _ = t.join();
+        }
+        std::mem::take(&mut *self.errors.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+fn push_err(errors: &Mutex<Vec<String>>, msg: String) {
+    errors.lock().unwrap_or_else(|e| e.into_inner()).push(msg);
+}
