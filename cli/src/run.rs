@@ -222,6 +222,17 @@ fn summary(engine: &Engine) -> String {
         sum(|s| &s.tun_writes),
         sum(|s| &s.syscalls),
     );
+    let per_shard: Vec<String> = st
+        .iter()
+        .map(|s| {
+            format!(
+                "{}/{}",
+                s.tun_rx_packets.load(Relaxed),
+                s.udp_rx_datagrams.load(Relaxed)
+            )
+        })
+        .collect();
+    let _ = write!(out, " shards_tun_rx/udp_rx=[{}]", per_shard.join(","));
     for r in DropReason::ALL {
         let n: u64 = st.iter().map(|s| s.drops_of(r)).sum();
         if n > 0 {

@@ -307,3 +307,223 @@ mod tests {
         assert!(!list.contains(&na) && !list.contains(&nb), "{list}");
     }
 }
+
+/// The optimised `uring-tunnel` binary (debug crypto is far too slow for real transfers),
+/// built once per test process with `cargo build --release -p uring-tunnel`.
+pub fn tunnel_binary() -> std::path::PathBuf {
+    static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root")
+            .to_owned();
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--release", "-p", "uring-tunnel", "--quiet"])
+            .current_dir(&root)
+            .status()
+            .expect("running cargo build");
+        assert!(status.success(), "building the release binary failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        target.join("release").join("uring-tunnel")
+    })
+    .clone()
+}
+
+/// A `uring-tunnel run` process inside a namespace; SIGTERM and reaped on drop.
+#[derive(Debug)]
+pub struct Tunnel {
+    child: ChildGuard,
+    /// Interface name.
+    pub ifname: String,
+    stderr_path: std::path::PathBuf,
+    _dir: TempDir,
+}
+
+impl Tunnel {
+    /// Writes `config` to a file named after `ifname` and runs it in `ns` with `extra` args.
+    /// Returns once the interface exists and is up (or fails after 10 s).
+    pub fn start(ns: &Netns, ifname: &str, config: &str, extra: &[&str]) -> io::Result<Tunnel> {
+        let dir = TempDir::new()?;
+        let conf = dir.path().join(format!("{ifname}.conf"));
+        std::fs::write(&conf, config)?;
+        let stderr_path = dir.path().join("stderr");
+        let stderr = File::create(&stderr_path)?;
+        let child = ns
+            .command(tunnel_binary().to_str().expect("utf-8 path"))
+            .arg("run")
+            .arg("--config")
+            .arg(&conf)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()?;
+        let mut t = Tunnel {
+            child: ChildGuard(child),
+            ifname: ifname.to_owned(),
+            stderr_path,
+            _dir: dir,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if t.log().contains(" up: ") {
+                return Ok(t);
+            }
+            if let Some(st) = t.child.0.try_wait()? {
+                return Err(io::Error::other(format!(
+                    "uring-tunnel exited ({st}): {}",
+                    t.log()
+                )));
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(io::Error::other(format!(
+                    "uring-tunnel did not come up: {}",
+                    t.log()
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// What the process wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// SIGTERM, wait, and return (exit status, full log).
+    pub fn stop(mut self) -> (Option<std::process::ExitStatus>, String) {
+        let st = self
+            .child
+            .terminate(std::time::Duration::from_secs(10))
+            .ok()
+            .flatten();
+        (st, self.log())
+    }
+}
+
+/// A temporary directory removed on drop.
+#[derive(Debug)]
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    /// Creates a fresh directory under the system temp dir.
+    pub fn new() -> io::Result<TempDir> {
+        let p = std::env::temp_dir().join(unique_name("uring-tunnel-test-"));
+        std::fs::create_dir_all(&p)?;
+        Ok(TempDir(p))
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A fresh key pair as (private base64, public base64), made by the binary under test.
+pub fn keypair() -> (String, String) {
+    use std::io::Write as _;
+    let bin = tunnel_binary();
+    let private = Command::new(&bin).arg("genkey").output().expect("genkey");
+    let private = String::from_utf8(private.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned();
+    let mut child = Command::new(&bin)
+        .arg("pubkey")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("pubkey");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(private.as_bytes())
+        .expect("write key");
+    let public = child.wait_with_output().expect("pubkey output");
+    (
+        private,
+        String::from_utf8(public.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_owned(),
+    )
+}
+
+/// Streams `bytes` of deterministic pseudo-random data from a thread in `from` to a listener in
+/// `to` at `addr` (already reachable through the tunnel); returns the sha256 of what was sent
+/// and of what was received. Bounded by `timeout`.
+pub fn tcp_transfer(
+    from: &Netns,
+    to: &Netns,
+    addr: std::net::SocketAddr,
+    bytes: u64,
+    timeout: std::time::Duration,
+) -> io::Result<([u8; 32], [u8; 32])> {
+    use sha2::Digest as _;
+    use std::io::{Read as _, Write as _};
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let listen = match addr {
+        std::net::SocketAddr::V4(_) => std::net::SocketAddr::from(([0, 0, 0, 0], addr.port())),
+        std::net::SocketAddr::V6(_) => {
+            std::net::SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, addr.port()))
+        }
+    };
+    let receiver = to.run_in(move || -> io::Result<[u8; 32]> {
+        let l = std::net::TcpListener::bind(listen)?;
+        let _ = ready_tx.send(());
+        let (mut s, _) = l.accept()?;
+        s.set_read_timeout(Some(timeout))?;
+        let mut h = sha2::Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = s.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        Ok(h.finalize().into())
+    })?;
+    ready_rx
+        .recv_timeout(std::time::Duration::from_secs(5))
+        .map_err(|_| io::Error::other("receiver did not start"))?;
+    let sender = from.run_in(move || -> io::Result<[u8; 32]> {
+        let mut s =
+            std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(10))?;
+        s.set_write_timeout(Some(timeout))?;
+        let mut h = sha2::Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut left = bytes;
+        while left > 0 {
+            for chunk in buf.chunks_mut(8) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+            }
+            let n = left.min(buf.len() as u64) as usize;
+            s.write_all(&buf[..n])?;
+            h.update(&buf[..n]);
+            left -= n as u64;
+        }
+        s.shutdown(std::net::Shutdown::Write)?;
+        Ok(h.finalize().into())
+    })?;
+    let sent = sender
+        .join()
+        .map_err(|_| io::Error::other("sender panicked"))??;
+    let received = receiver
+        .join()
+        .map_err(|_| io::Error::other("receiver panicked"))??;
+    Ok((sent, received))
+}
