@@ -35,6 +35,8 @@ struct Synced {
     data_received: Option<Duration>,
     auth_sent: Option<Duration>,
     auth_received: Option<Duration>,
+    /// The endpoint last agreed between the device and the shards.
+    endpoint: Option<SocketAddr>,
 }
 
 #[derive(Debug)]
@@ -165,12 +167,21 @@ impl ControlPlane {
             {
                 timers.request_handshake(now);
             }
+            // The datapath roams on authenticated transport packets: tell the device, so its
+            // initiations and keepalives go to the new address too.
+            let shard_ep = state.endpoint.load().as_deref().copied();
+            if shard_ep.is_some() && shard_ep != synced.endpoint {
+                if let Some(ep) = shard_ep {
+                    p.set_endpoint(ep);
+                }
+            }
             if let Some(s) = inner.synced.get_mut(i) {
                 *s = Synced {
                     data_sent: state.last_data_sent.get(),
                     data_received: state.last_data_received.get(),
                     auth_sent: state.last_auth_sent.get(),
                     auth_received: state.last_auth_received.get(),
+                    endpoint: shard_ep.or(synced.endpoint),
                 };
             }
         }
@@ -187,13 +198,15 @@ impl ControlPlane {
                 s.auth_sent = state.last_auth_sent.get();
             }
         }
-        self.publish(&inner.device);
+        self.publish(&mut inner);
         self.flush_staged(now, None);
         inner.device.next_deadline()
     }
 
-    /// Copies the device's sessions and endpoints into the shared tables.
-    fn publish(&self, device: &Device) {
+    /// Copies the device's sessions, and endpoints it learned from handshakes, into the shared
+    /// tables.
+    fn publish(&self, inner: &mut Inner) {
+        let device = &inner.device;
         let peers = self.shared.peers.load();
         let mut table = IndexTable::new();
         for p in device.peers() {
@@ -211,11 +224,17 @@ impl ControlPlane {
             }
             store_if_changed(&state.current, p.current());
             store_if_changed(&state.next, p.next());
-            if let Some(ep) = p.endpoint()
-                && state.endpoint.load().as_deref() != Some(&ep)
+            // Handshakes roam here; transport packets roam on the datapath. Only a change the
+            // device made since the last agreement is pushed, so a roam the datapath just
+            // did is never undone by a stale device endpoint.
+            let synced = inner.synced.get_mut(p.id().0 as usize);
+            if let (Some(ep), Some(synced)) = (p.endpoint(), synced)
+                && synced.endpoint != Some(ep)
             {
-                // The datapath roams on authenticated transport packets; handshakes roam here.
-                state.endpoint.store(Some(Arc::new(ep)));
+                synced.endpoint = Some(ep);
+                if state.endpoint.load().as_deref() != Some(&ep) {
+                    state.endpoint.store(Some(Arc::new(ep)));
+                }
             }
         }
         let old = self.shared.indices.load();
@@ -347,7 +366,7 @@ impl Control for ControlPlane {
                 state.last_auth_sent.set(now);
             }
         }
-        self.publish(&inner.device);
+        self.publish(&mut inner);
         drop(inner);
         if established.is_some() {
             self.flush_staged(now, established);
