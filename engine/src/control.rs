@@ -170,10 +170,10 @@ impl ControlPlane {
             // The datapath roams on authenticated transport packets: tell the device, so its
             // initiations and keepalives go to the new address too.
             let shard_ep = state.endpoint.load().as_deref().copied();
-            if shard_ep.is_some() && shard_ep != synced.endpoint {
-                if let Some(ep) = shard_ep {
-                    p.set_endpoint(ep);
-                }
+            if let Some(ep) = shard_ep
+                && shard_ep != synced.endpoint
+            {
+                p.set_endpoint(ep);
             }
             if let Some(s) = inner.synced.get_mut(i) {
                 *s = Synced {
