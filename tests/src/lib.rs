@@ -5,6 +5,10 @@
 //! rules: underlay 198.18.0.0/15 and fd00::/8, overlay 100.64.0.0/10 and fd00::/8.
 #![warn(missing_docs)]
 
+pub mod transfer;
+pub mod tunnel;
+pub mod wg_peer;
+
 use std::fs::File;
 use std::io;
 use std::process::{Child, Command, Output, Stdio};
