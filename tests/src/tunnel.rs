@@ -36,7 +36,14 @@ pub fn uring_tunnel_bin() -> Result<&'static Path, String> {
         let root = workspace_root();
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let out = Command::new(cargo)
-            .args(["build", "--release", "--quiet", "-p", "uring-tunnel"])
+            .args([
+                "build",
+                "--release",
+                "--locked",
+                "--quiet",
+                "-p",
+                "uring-tunnel",
+            ])
             .current_dir(&root)
             .stdin(Stdio::null())
             .output()
