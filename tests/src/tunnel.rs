@@ -147,7 +147,8 @@ pub fn genkey() -> io::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-/// Runs `program` with `input` on stdin and returns its trimmed stdout.
+/// Runs `program` with `input` (plus a newline; nothing when empty) on stdin and returns its
+/// trimmed stdout.
 pub fn pipe_through(program: &Path, args: &[&str], input: &str) -> io::Result<String> {
     let mut child = Command::new(program)
         .args(args)
@@ -155,11 +156,19 @@ pub fn pipe_through(program: &Path, args: &[&str], input: &str) -> io::Result<St
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
-    child
+    let mut stdin = child
         .stdin
         .take()
-        .ok_or_else(|| io::Error::other("no stdin"))?
-        .write_all(format!("{input}\n").as_bytes())?;
+        .ok_or_else(|| io::Error::other("no stdin"))?;
+    if !input.is_empty() {
+        // A program that does not read its input (or exits first) closes the pipe: its exit
+        // status below is what counts, not EPIPE here.
+        match stdin.write_all(format!("{input}\n").as_bytes()) {
+            Err(e) if e.kind() != io::ErrorKind::BrokenPipe => return Err(e),
+            _ => {}
+        }
+    }
+    drop(stdin);
     let out = child.wait_with_output()?;
     if !out.status.success() {
         return Err(io::Error::other(format!(

@@ -41,6 +41,8 @@ struct Case {
     peer: PeerImpl,
     initiator: Initiator,
     ipv6_underlay: bool,
+    /// `--engine` value.
+    engine: &'static str,
 }
 
 fn prerequisites(peer: PeerImpl) -> bool {
@@ -148,8 +150,14 @@ fn interop(case: Case) {
          AllowedIPs = {their_v4}/32, {their_v6}/128\n\
          {our_endpoint_line}"
     );
-    let ours = UringTunnel::start(&pair.a, &dir, &unique_name("ut"), &config, &[])
-        .expect("starting uring-tunnel");
+    let ours = UringTunnel::start(
+        &pair.a,
+        &dir,
+        &unique_name("ut"),
+        &config,
+        &["--engine", case.engine],
+    )
+    .expect("starting uring-tunnel");
     if let Some(l) = ours.log_text().lines().find(|l| l.contains(" up: ")) {
         eprintln!("{l}");
     }
@@ -205,56 +213,42 @@ fn interop(case: Case) {
         .unwrap_or_else(|e| panic!("stopping the peer: {e}"));
 }
 
-#[test]
-fn wireguard_go_we_initiate() {
-    interop(Case {
-        peer: PeerImpl::WireguardGo,
-        initiator: Initiator::Us,
-        ipv6_underlay: false,
-    });
+/// One test per case and engine: `epoll::...` pins the epoll backend, `auto::...` lets the
+/// binary choose (io_uring where the kernel and the build support it; its log line says which).
+macro_rules! cases {
+    ($($name:ident: $peer:ident, $initiator:ident, $ipv6_underlay:expr;)*) => {
+        mod epoll {
+            use super::*;
+            $(#[test]
+            fn $name() {
+                interop(Case {
+                    peer: PeerImpl::$peer,
+                    initiator: Initiator::$initiator,
+                    ipv6_underlay: $ipv6_underlay,
+                    engine: "epoll",
+                });
+            })*
+        }
+        mod auto {
+            use super::*;
+            $(#[test]
+            fn $name() {
+                interop(Case {
+                    peer: PeerImpl::$peer,
+                    initiator: Initiator::$initiator,
+                    ipv6_underlay: $ipv6_underlay,
+                    engine: "auto",
+                });
+            })*
+        }
+    };
 }
 
-#[test]
-fn wireguard_go_they_initiate() {
-    interop(Case {
-        peer: PeerImpl::WireguardGo,
-        initiator: Initiator::Them,
-        ipv6_underlay: false,
-    });
-}
-
-#[test]
-fn wireguard_go_ipv6_underlay_we_initiate() {
-    interop(Case {
-        peer: PeerImpl::WireguardGo,
-        initiator: Initiator::Us,
-        ipv6_underlay: true,
-    });
-}
-
-#[test]
-fn boringtun_we_initiate() {
-    interop(Case {
-        peer: PeerImpl::Boringtun,
-        initiator: Initiator::Us,
-        ipv6_underlay: false,
-    });
-}
-
-#[test]
-fn boringtun_they_initiate() {
-    interop(Case {
-        peer: PeerImpl::Boringtun,
-        initiator: Initiator::Them,
-        ipv6_underlay: false,
-    });
-}
-
-#[test]
-fn boringtun_ipv6_underlay_they_initiate() {
-    interop(Case {
-        peer: PeerImpl::Boringtun,
-        initiator: Initiator::Them,
-        ipv6_underlay: true,
-    });
+cases! {
+    wireguard_go_we_initiate: WireguardGo, Us, false;
+    wireguard_go_they_initiate: WireguardGo, Them, false;
+    wireguard_go_ipv6_underlay_we_initiate: WireguardGo, Us, true;
+    boringtun_we_initiate: Boringtun, Us, false;
+    boringtun_they_initiate: Boringtun, Them, false;
+    boringtun_ipv6_underlay_they_initiate: Boringtun, Them, true;
 }
