@@ -82,6 +82,8 @@ pub struct WgPeerConfig<'a> {
     pub mtu: u16,
     /// The remote peer's public key.
     pub peer_public_key: &'a str,
+    /// A preshared key (base64) for that peer, if any.
+    pub preshared_key: Option<&'a str>,
     /// The remote peer's endpoint, if this side should know it (and so may initiate).
     pub peer_endpoint: Option<String>,
     /// The remote peer's allowed IPs.
@@ -185,6 +187,16 @@ impl WgPeer {
             "allowed-ips",
             &allowed,
         ];
+        let psk_path;
+        if let Some(psk) = cfg.preshared_key {
+            psk_path = dir.write_private(&format!("{}.psk", self.ifname), psk)?;
+            args.extend([
+                "preshared-key",
+                psk_path
+                    .to_str()
+                    .ok_or_else(|| io::Error::other("non-UTF-8 path"))?,
+            ]);
+        }
         if let Some(ep) = &cfg.peer_endpoint {
             args.extend(["endpoint", ep.as_str()]);
         }

@@ -3,7 +3,8 @@
 //! Each test builds two namespaces joined by a veth pair: `uring-tunnel` runs in A, the other
 //! implementation in B. Only the initiating side is given its peer's endpoint, so the first
 //! handshake is forced to come from that side. Then: ping over IPv4 and IPv6 inside, both
-//! directions, and a TCP transfer each way with matching sha256.
+//! directions, and a TCP transfer each way with matching sha256. The IPv6-underlay cases also
+//! use a preshared key.
 //!
 //! Needs root, `/dev/net/tun`, `ip`, `ping`, `wg` and the peer daemon; under `CI=true` a missing
 //! prerequisite fails the test, otherwise it is skipped with a message. Tests run one at a time
@@ -41,6 +42,7 @@ struct Case {
     peer: PeerImpl,
     initiator: Initiator,
     ipv6_underlay: bool,
+    psk: bool,
     /// `--engine` value.
     engine: &'static str,
 }
@@ -109,6 +111,10 @@ fn interop(case: Case) {
     let their_priv = pipe_through(Path::new("wg"), &["genkey"], "").expect("wg genkey");
     let their_pub = pipe_through(Path::new("wg"), &["pubkey"], &their_priv).expect("wg pubkey");
 
+    let psk = case
+        .psk
+        .then(|| pipe_through(Path::new("wg"), &["genpsk"], "").expect("wg genpsk"));
+
     let (our_ul, their_ul) = if case.ipv6_underlay {
         (pair.v6(1), pair.v6(2))
     } else {
@@ -127,6 +133,7 @@ fn interop(case: Case) {
             addresses: &[format!("{their_v4}/24"), format!("{their_v6}/64")],
             mtu: MTU,
             peer_public_key: &our_pub,
+            preshared_key: psk.as_deref(),
             peer_endpoint: (case.initiator == Initiator::Them).then(|| endpoint(&our_ul, OUR_PORT)),
             peer_allowed_ips: &[format!("{our_v4}/32"), format!("{our_v6}/128")],
         },
@@ -138,6 +145,9 @@ fn interop(case: Case) {
     } else {
         String::new()
     };
+    let our_psk_line = psk
+        .as_ref()
+        .map_or_else(String::new, |k| format!("PresharedKey = {k}\n"));
     let config = format!(
         "[Interface]\n\
          PrivateKey = {our_priv}\n\
@@ -148,7 +158,8 @@ fn interop(case: Case) {
          [Peer]\n\
          PublicKey = {their_pub}\n\
          AllowedIPs = {their_v4}/32, {their_v6}/128\n\
-         {our_endpoint_line}"
+         {our_endpoint_line}\
+         {our_psk_line}"
     );
     let ours = UringTunnel::start(
         &pair.a,
@@ -216,7 +227,7 @@ fn interop(case: Case) {
 /// One test per case and engine: `epoll::...` pins the epoll backend, `auto::...` lets the
 /// binary choose (io_uring where the kernel and the build support it; its log line says which).
 macro_rules! cases {
-    ($($name:ident: $peer:ident, $initiator:ident, $ipv6_underlay:expr;)*) => {
+    ($($name:ident: $peer:ident, $initiator:ident, $ipv6_underlay:expr, $psk:expr;)*) => {
         mod epoll {
             use super::*;
             $(#[test]
@@ -225,6 +236,7 @@ macro_rules! cases {
                     peer: PeerImpl::$peer,
                     initiator: Initiator::$initiator,
                     ipv6_underlay: $ipv6_underlay,
+                    psk: $psk,
                     engine: "epoll",
                 });
             })*
@@ -237,6 +249,7 @@ macro_rules! cases {
                     peer: PeerImpl::$peer,
                     initiator: Initiator::$initiator,
                     ipv6_underlay: $ipv6_underlay,
+                    psk: $psk,
                     engine: "auto",
                 });
             })*
@@ -245,10 +258,10 @@ macro_rules! cases {
 }
 
 cases! {
-    wireguard_go_we_initiate: WireguardGo, Us, false;
-    wireguard_go_they_initiate: WireguardGo, Them, false;
-    wireguard_go_ipv6_underlay_we_initiate: WireguardGo, Us, true;
-    boringtun_we_initiate: Boringtun, Us, false;
-    boringtun_they_initiate: Boringtun, Them, false;
-    boringtun_ipv6_underlay_they_initiate: Boringtun, Them, true;
+    wireguard_go_we_initiate: WireguardGo, Us, false, false;
+    wireguard_go_they_initiate: WireguardGo, Them, false, false;
+    wireguard_go_ipv6_underlay_psk_we_initiate: WireguardGo, Us, true, true;
+    boringtun_we_initiate: Boringtun, Us, false, false;
+    boringtun_they_initiate: Boringtun, Them, false, false;
+    boringtun_ipv6_underlay_psk_they_initiate: Boringtun, Them, true, true;
 }
