@@ -18,6 +18,7 @@ declare -A apt_for=(
   [ip]=iproute2
   [ethtool]=ethtool
   [ping]=iputils-ping
+  [cc]=gcc # boringtun-cli's build (ring) compiles C
 )
 missing=()
 for cmd in "${!apt_for[@]}"; do
@@ -31,10 +32,22 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# boringtun-cli, the second interop peer: not packaged, so built once into $CARGO_HOME/bin.
+# Pinned: the tests rely on its `-f --disable-drop-privileges` flags.
+BORINGTUN_VERSION=0.7.1
+export CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}"
+export PATH="$CARGO_HOME/bin:$PATH"
+if ! command -v boringtun-cli >/dev/null 2>&1; then
+  log "cargo install boringtun-cli $BORINGTUN_VERSION"
+  cargo install --quiet --locked boringtun-cli --version "$BORINGTUN_VERSION"
+fi
+
 # ---- checks ----------------------------------------------------------------------------------
 log "cargo fmt --check"
 cargo fmt --all --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+log "cargo build --release -p uring-tunnel (the e2e and interop tests run this binary)"
+cargo build --quiet --release --locked -p uring-tunnel
 log "cargo test"
 cargo test --workspace --locked
