@@ -6,7 +6,18 @@ use std::process::{Command, Stdio};
 const BIN: &str = env!("CARGO_BIN_EXE_uring-tunnel");
 
 fn run_with_stdin(args: &[&str], stdin: &str) -> std::process::Output {
-    let mut child = Command::new(BIN)
+    pipe(BIN, args, stdin)
+}
+
+/// `wg pubkey` of `key`.
+fn wg_pubkey(key: &str) -> Vec<u8> {
+    let out = pipe("wg", &["pubkey"], key);
+    assert!(out.status.success());
+    out.stdout
+}
+
+fn pipe(program: &str, args: &[&str], stdin: &str) -> std::process::Output {
+    let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -46,32 +57,13 @@ fn genkey_pubkey_match_wireguard_tools() {
         assert_eq!(key.len(), 45, "44 base64 chars + newline: {key:?}");
         let ours = run_with_stdin(&["pubkey"], &key);
         assert!(ours.status.success());
-        let mut wg = Command::new("wg")
-            .arg("pubkey")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        wg.stdin.take().unwrap().write_all(key.as_bytes()).unwrap();
-        let theirs = wg.wait_with_output().unwrap();
-        assert!(theirs.status.success());
-        assert_eq!(ours.stdout, theirs.stdout);
+        assert_eq!(ours.stdout, wg_pubkey(&key));
     }
     // And a key from `wg genkey` through our pubkey.
     let key = Command::new("wg").arg("genkey").output().unwrap().stdout;
     let key = String::from_utf8(key).unwrap();
     let ours = run_with_stdin(&["pubkey"], &key);
-    let theirs = {
-        let mut wg = Command::new("wg")
-            .arg("pubkey")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        wg.stdin.take().unwrap().write_all(key.as_bytes()).unwrap();
-        wg.wait_with_output().unwrap().stdout
-    };
-    assert_eq!(ours.stdout, theirs);
+    assert_eq!(ours.stdout, wg_pubkey(&key));
 }
 
 #[test]
