@@ -168,8 +168,9 @@ pub fn run(config_path: &Path, opts: &RunOptions) -> anyhow::Result<()> {
         .map(|c| c.map_or_else(|| "-".into(), |c| c.to_string()))
         .collect();
     eprintln!(
-        "uring-tunnel: {name} up: engine={} shards={} cpus=[{}] listen={} mtu={} tun: vnet_hdr={} csum={} tso={} uso={}",
+        "uring-tunnel: {name} up: engine={} [{}] shards={} cpus=[{}] listen={} mtu={} tun: vnet_hdr={} csum={} tso={} uso={}",
         engine.backend(),
+        engine.backend_note().unwrap_or_default(),
         shard_cpus.len(),
         pinned.join(","),
         engine.local_addr(),
