@@ -266,6 +266,7 @@ impl Engine {
                             &*control,
                             &clock,
                             &shared.stop,
+                            crate::shard_uring::Params::default(),
                         ),
                     };
                     if let Err(e) = res {

@@ -48,16 +48,33 @@ const OP_TUN_WRITE: u8 = 4;
 const BGID_TUN: u16 = 1;
 const BGID_UDP: u16 = 2;
 
-/// TUN read buffers (each [`TUN_READ_SIZE`] bytes, rounded up): 16 MiB per shard.
-const TUN_BUFS: u16 = 256;
-/// UDP receive buffers (a whole GRO train each): 8 MiB per shard.
-const UDP_BUFS: u16 = 128;
 /// Payload room of a UDP receive buffer: the largest GRO train.
 const UDP_PAYLOAD: usize = 65536;
-/// GSO send slots.
-const UDP_SLOTS: u32 = 64;
-/// TUN write slots.
-const TUN_SLOTS: u32 = 64;
+
+/// Buffer and slot counts of a shard.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Params {
+    /// TUN read buffers (power of two; each [`TUN_READ_SIZE`] bytes).
+    pub(crate) tun_bufs: u16,
+    /// UDP receive buffers (power of two; a whole GRO train each).
+    pub(crate) udp_bufs: u16,
+    /// GSO send slots.
+    pub(crate) udp_slots: u32,
+    /// TUN write slots.
+    pub(crate) tun_slots: u32,
+}
+
+impl Default for Params {
+    /// 16 MiB of TUN buffers, 8 MiB of UDP buffers, 4 + 4 MiB of send slots per shard.
+    fn default() -> Self {
+        Self {
+            tun_bufs: 256,
+            udp_bufs: 128,
+            udp_slots: 64,
+            tun_slots: 64,
+        }
+    }
+}
 /// Longest wait in one `io_uring_enter`: `stop` is noticed within this time.
 pub(crate) const WAIT_TIMEOUT: Duration = Duration::from_millis(100);
 /// How long a busy shard waits for a batch to fill (kernel ≥ 6.12 min-timeout waits).
@@ -160,8 +177,9 @@ impl<'a> UringUdp<'a> {
         ring: &'a RefCell<Ring>,
         sock: &'a UdpSocket,
         stats: &'a ShardStats,
+        slots: u32,
     ) -> io::Result<Self> {
-        let pool = SendPool::new(UDP_SLOTS, MAX_GSO_BYTES)?;
+        let pool = SendPool::new(slots, MAX_GSO_BYTES)?;
         let empty = SlotMeta {
             dst: sock.local_addr(),
             seg: 0,
@@ -173,8 +191,8 @@ impl<'a> UringUdp<'a> {
             sock,
             stats,
             pool,
-            meta: vec![empty; UDP_SLOTS as usize].into_boxed_slice(),
-            free: (0..UDP_SLOTS).rev().collect(),
+            meta: vec![empty; slots as usize].into_boxed_slice(),
+            free: (0..slots).rev().collect(),
             cur: Current::None,
             layout: BatchLayout::new(MAX_GSO_BYTES, MAX_SEGMENTS),
             private: vec![0u8; MAX_GSO_BYTES].into_boxed_slice(),
@@ -359,13 +377,18 @@ struct UringTun<'a> {
 }
 
 impl<'a> UringTun<'a> {
-    fn new(ring: &'a RefCell<Ring>, fd: BorrowedFd<'a>, stats: &'a ShardStats) -> io::Result<Self> {
+    fn new(
+        ring: &'a RefCell<Ring>,
+        fd: BorrowedFd<'a>,
+        stats: &'a ShardStats,
+        slots: u32,
+    ) -> io::Result<Self> {
         Ok(Self {
             ring,
             fd,
             stats,
-            pool: SendPool::new(TUN_SLOTS, TUN_READ_SIZE)?,
-            free: (0..TUN_SLOTS).rev().collect(),
+            pool: SendPool::new(slots, TUN_READ_SIZE)?,
+            free: (0..slots).rev().collect(),
         })
     }
 
@@ -451,15 +474,16 @@ pub(crate) fn run(
     control: &impl Control,
     clock: &impl Fn() -> Duration,
     stop: &AtomicBool,
+    params: Params,
 ) -> io::Result<()> {
     let stats = Arc::clone(dp.stats_arc());
     let uring = Uring::new(&ring_config()).map_err(io::Error::other)?;
     let features: UringFeatures = *uring.features();
     let mut tun_bufs = uring
-        .register_buf_ring(BGID_TUN, TUN_BUFS, TUN_READ_SIZE)
+        .register_buf_ring(BGID_TUN, params.tun_bufs, TUN_READ_SIZE)
         .map_err(io::Error::other)?;
     let mut udp_bufs = uring
-        .register_buf_ring(BGID_UDP, UDP_BUFS, UDP_PAYLOAD + RECVMSG_OVERHEAD)
+        .register_buf_ring(BGID_UDP, params.udp_bufs, UDP_PAYLOAD + RECVMSG_OVERHEAD)
         .map_err(io::Error::other)?;
     let ring = RefCell::new(Ring {
         uring,
@@ -467,8 +491,8 @@ pub(crate) fn run(
         stats: Arc::clone(&stats),
     });
     let st = &*stats;
-    let mut udp = UringUdp::new(&ring, sock, st)?;
-    let mut tun_sink = UringTun::new(&ring, tun, st)?;
+    let mut udp = UringUdp::new(&ring, sock, st, params.udp_slots)?;
+    let mut tun_sink = UringTun::new(&ring, tun, st, params.tun_slots)?;
     let tun_ud = UserData::new(OP_TUN_READ, 0, 0).raw();
     let udp_ud = UserData::new(OP_UDP_RECV, 0, 0).raw();
     let (mut tun_armed, mut udp_armed) = (false, false);
@@ -638,4 +662,115 @@ fn inbound_in_place(
         udp,
         tun,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::allowed_ips::AllowedIpsBuilder;
+    use crate::peers::{IndexTable, Shared};
+    use crate::sys::udp::UdpConfig;
+    use arc_swap::ArcSwap;
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::os::unix::net::UnixDatagram;
+    use std::sync::atomic::Ordering::{Relaxed, Release};
+    use std::time::Instant;
+    use uring_tunnel_tun::GroConfig;
+
+    struct NoHandshakes;
+
+    impl Control for NoHandshakes {
+        fn handshake(
+            &self,
+            _: &[u8],
+            _: SocketAddr,
+            _: Duration,
+            _: &mut [u8],
+        ) -> Result<Option<usize>, DropReason> {
+            Err(DropReason::HandshakeRejected)
+        }
+    }
+
+    /// Far more TUN reads and UDP datagrams than buffers: both multishots run dry (ENOBUFS,
+    /// no F_MORE) many times and must be re-armed each time, or the counts fall short.
+    #[test]
+    fn multishots_rearm_after_running_out_of_buffers() {
+        const READS: u64 = 300;
+        const DGRAMS: u64 = 200;
+        let shared = Arc::new(Shared {
+            peers: ArcSwap::from_pointee(Vec::new()),
+            allowed: ArcSwap::from_pointee(AllowedIpsBuilder::new().build()),
+            indices: ArcSwap::from_pointee(IndexTable::new()),
+            mtu: 1420,
+            stop: AtomicBool::new(false),
+        });
+        let stats = Arc::new(ShardStats::default());
+        // A datagram socket stands in for the TUN queue: one read = one message.
+        let (tun, feeder) = UnixDatagram::pair().unwrap();
+        tun.set_nonblocking(true).unwrap();
+        feeder.set_nonblocking(true).unwrap();
+        let sock = UdpSocket::bind(&UdpConfig {
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            ..UdpConfig::default()
+        })
+        .unwrap();
+        let dst = sock.local_addr();
+        let params = Params {
+            tun_bufs: 4,
+            udp_bufs: 2,
+            udp_slots: 2,
+            tun_slots: 2,
+        };
+        let st = Arc::clone(&stats);
+        let sh = Arc::clone(&shared);
+        std::thread::scope(|s| {
+            let shard = s.spawn(|| {
+                let mut dp = Datapath::new(sh, st, GroConfig::default());
+                let origin = Instant::now();
+                let clock = || origin.elapsed();
+                run(
+                    &mut dp,
+                    tun.as_fd(),
+                    &sock,
+                    &NoHandshakes,
+                    &clock,
+                    &shared.stop,
+                    params,
+                )
+            });
+            let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            for i in 0..DGRAMS {
+                // Garbage of varying size (so GRO cannot merge them): dropped as malformed.
+                tx.send_to(&vec![0xee; 20 + (i % 7) as usize], dst).unwrap();
+            }
+            // The socket queues only a few messages (net.unix.max_dgram_qlen): feed as the
+            // shard drains it.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let mut fed = 0u64;
+            while fed < READS && Instant::now() < deadline {
+                match feeder.send(&[0x00, fed as u8]) {
+                    Ok(_) => fed += 1,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_micros(200))
+                    }
+                    Err(e) => panic!("feeding: {e}"),
+                }
+            }
+            while Instant::now() < deadline
+                && (stats.tun_reads.load(Relaxed) < READS
+                    || stats.udp_rx_datagrams.load(Relaxed) < DGRAMS)
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            shared.stop.store(true, Release);
+            shard.join().unwrap().unwrap();
+        });
+        assert_eq!(stats.tun_reads.load(Relaxed), READS);
+        assert_eq!(stats.drops_of(DropReason::BadInnerPacket), READS);
+        assert_eq!(stats.udp_rx_datagrams.load(Relaxed), DGRAMS);
+        assert_eq!(stats.drops_of(DropReason::Malformed), DGRAMS);
+        // Re-arming took far fewer enters than there were reads plus datagrams.
+        let enters = stats.syscalls.load(Relaxed);
+        assert!(enters > 0 && enters < READS + DGRAMS, "{enters} enters");
+    }
 }
