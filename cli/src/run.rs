@@ -214,9 +214,11 @@ fn summary(engine: &Engine) -> String {
         st.iter().map(|s| f(s).load(Relaxed)).sum::<u64>()
     };
     let mut out = format!(
-        "tun_rx={} tun_tx={} udp_rx={} udp_tx={} udp_sends={} tun_writes={} syscalls={}",
+        "tun_reads={} tun_rx={} tun_tx={} udp_recvs={} udp_rx={} udp_tx={} udp_sends={} tun_writes={} syscalls={}",
+        sum(|s| &s.tun_reads),
         sum(|s| &s.tun_rx_packets),
         sum(|s| &s.tun_tx_packets),
+        sum(|s| &s.udp_recvs),
         sum(|s| &s.udp_rx_datagrams),
         sum(|s| &s.udp_tx_datagrams),
         sum(|s| &s.udp_sends),
