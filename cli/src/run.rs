@@ -168,8 +168,9 @@ pub fn run(config_path: &Path, opts: &RunOptions) -> anyhow::Result<()> {
         .map(|c| c.map_or_else(|| "-".into(), |c| c.to_string()))
         .collect();
     eprintln!(
-        "uring-tunnel: {name} up: engine={} shards={} cpus=[{}] listen={} mtu={} tun: vnet_hdr={} csum={} tso={} uso={}",
+        "uring-tunnel: {name} up: engine={} [{}] shards={} cpus=[{}] listen={} mtu={} tun: vnet_hdr={} csum={} tso={} uso={}",
         engine.backend(),
+        engine.backend_note().unwrap_or_default(),
         shard_cpus.len(),
         pinned.join(","),
         engine.local_addr(),
@@ -213,9 +214,11 @@ fn summary(engine: &Engine) -> String {
         st.iter().map(|s| f(s).load(Relaxed)).sum::<u64>()
     };
     let mut out = format!(
-        "tun_rx={} tun_tx={} udp_rx={} udp_tx={} udp_sends={} tun_writes={} syscalls={}",
+        "tun_reads={} tun_rx={} tun_tx={} udp_recvs={} udp_rx={} udp_tx={} udp_sends={} tun_writes={} syscalls={}",
+        sum(|s| &s.tun_reads),
         sum(|s| &s.tun_rx_packets),
         sum(|s| &s.tun_tx_packets),
+        sum(|s| &s.udp_recvs),
         sum(|s| &s.udp_rx_datagrams),
         sum(|s| &s.udp_tx_datagrams),
         sum(|s| &s.udp_sends),

@@ -20,6 +20,7 @@ use crate::datapath::Datapath;
 use crate::peers::{IndexTable, PeerState, Shared};
 use crate::stats::ShardStats;
 use crate::sys::udp::{UdpConfig, UdpSocket};
+use crate::sys::uring::{Uring, UringError, UringFeatures};
 
 /// Which I/O backend drives the shards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,6 +131,7 @@ pub struct Engine {
     stats: Vec<Arc<ShardStats>>,
     threads: Vec<JoinHandle<()>>,
     backend: Backend,
+    backend_note: String,
     local: SocketAddr,
     errors: Arc<Mutex<Vec<String>>>,
 }
@@ -148,14 +150,19 @@ impl Engine {
                 shards,
             });
         }
-        let backend = match cfg.backend {
-            BackendChoice::Epoll => Backend::Epoll,
-            BackendChoice::Auto => Backend::Epoll,
-            BackendChoice::Uring => {
-                return Err(EngineError::Uring(
-                    "this build drives shards with epoll only".into(),
-                ));
-            }
+        let (backend, backend_note) = match cfg.backend {
+            BackendChoice::Epoll => (Backend::Epoll, "epoll: requested".to_owned()),
+            BackendChoice::Auto => match probe_uring() {
+                Ok(f) => (Backend::Uring, format!("io_uring: usable ({f})")),
+                Err(e) => (
+                    Backend::Epoll,
+                    format!("epoll: io_uring not usable: {}", describe_uring_error(&e)),
+                ),
+            },
+            BackendChoice::Uring => match probe_uring() {
+                Ok(f) => (Backend::Uring, format!("io_uring: requested ({f})")),
+                Err(e) => return Err(EngineError::Uring(describe_uring_error(&e))),
+            },
         };
         let origin = Instant::now();
         let mut device = Device::new(cfg.private_key, cfg.timers);
@@ -242,14 +249,26 @@ impl Engine {
                         return;
                     }
                     let clock = || origin.elapsed();
-                    let res = crate::shard_epoll::run(
-                        &mut dp,
-                        queue.as_fd(),
-                        &sock,
-                        &*control,
-                        &clock,
-                        &shared.stop,
-                    );
+                    let res = match backend {
+                        Backend::Epoll => crate::shard_epoll::run(
+                            &mut dp,
+                            queue.as_fd(),
+                            &sock,
+                            &*control,
+                            &clock,
+                            &shared.stop,
+                        ),
+                        // The ring is created inside, on this (pinned) thread.
+                        Backend::Uring => crate::shard_uring::run(
+                            &mut dp,
+                            queue.as_fd(),
+                            &sock,
+                            &*control,
+                            &clock,
+                            &shared.stop,
+                            crate::shard_uring::Params::default(),
+                        ),
+                    };
                     if let Err(e) = res {
                         push_err(&errors, format!("shard {i}: {e}"));
                         shared.stop.store(true, Release);
@@ -284,6 +303,7 @@ impl Engine {
             stats,
             threads,
             backend,
+            backend_note,
             local,
             errors,
         })
@@ -292,6 +312,12 @@ impl Engine {
     /// The backend in use.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Which engine runs and why, for one log line: e.g. `io_uring: usable (sq=512 …)` or
+    /// `epoll: io_uring not usable: … (kernel.io_uring_disabled = 2)`.
+    pub fn backend_note(&self) -> Option<String> {
+        Some(self.backend_note.clone())
     }
 
     /// The bound UDP address (port chosen by the kernel when the config said 0).
@@ -326,6 +352,29 @@ impl Engine {
             let _ = t.join();
         }
         std::mem::take(&mut *self.errors.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// Checks that io_uring can drive a shard on this kernel, as a shard would set it up: a
+/// throw-away ring with the shard's flags, the opcode probe, and one provided-buffer ring.
+/// Returns the features granted.
+pub fn probe_uring() -> Result<UringFeatures, UringError> {
+    let ring = Uring::new(&crate::shard_uring::ring_config())?;
+    let features = *ring.features();
+    let bufs = ring.register_buf_ring(0, 1, 4096)?;
+    drop(bufs);
+    Ok(features)
+}
+
+/// The error, plus the sysctl that explains a refused set-up when it is set.
+fn describe_uring_error(e: &UringError) -> String {
+    let sysctl = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|v| v != "0");
+    match (e, sysctl) {
+        (UringError::Unavailable(_), Some(v)) => format!("{e} (kernel.io_uring_disabled = {v})"),
+        _ => e.to_string(),
     }
 }
 

@@ -8,7 +8,10 @@ pub mod datapath;
 mod engine;
 pub mod peers;
 mod shard_epoll;
+mod shard_uring;
 pub mod stats;
 pub mod sys;
 
-pub use engine::{Backend, BackendChoice, Engine, EngineConfig, EngineError, PeerSpec};
+pub use engine::{
+    Backend, BackendChoice, Engine, EngineConfig, EngineError, PeerSpec, probe_uring,
+};
