@@ -232,12 +232,22 @@ fn epoll_to_epoll() {
 }
 
 #[test]
+fn uring_to_uring() {
+    full_run("uring", "uring");
+}
+
+#[test]
+fn uring_to_epoll() {
+    full_run("uring", "epoll");
+}
+
+#[test]
 fn ipv6_underlay() {
     if !prerequisites() {
         return;
     }
     let _g = serial();
-    let p = Pair::start("epoll", "epoll", true, &[]);
+    let p = Pair::start("uring", "epoll", true, &[]);
     p.ping(true, false);
     p.ping(true, true);
     let dst = SocketAddr::new(p.inner(2, true), 5003);
@@ -260,7 +270,7 @@ fn flows_keep_order_across_two_shards() {
         return;
     }
     let _g = serial();
-    let p = Pair::start("epoll", "epoll", false, &["--cores", "2"]);
+    let p = Pair::start("uring", "uring", false, &["--cores", "2"]);
     p.ping(true, false);
     const FLOWS: u16 = 8;
     const PER_FLOW: u32 = 2000;
@@ -371,7 +381,7 @@ fn garbage_burst_is_counted_and_harmless() {
         return;
     }
     let _g = serial();
-    let p = Pair::start("epoll", "epoll", false, &[]);
+    let p = Pair::start("epoll", "uring", false, &[]);
     p.ping(true, false);
     const N: u64 = 5000;
     let target: SocketAddr = format!("{}:51820", p.veth.v4(2)).parse().unwrap();
@@ -468,7 +478,7 @@ fn without_tun_offloads() {
         return;
     }
     let _g = serial();
-    let p = Pair::start("epoll", "epoll", false, &["--no-offload"]);
+    let p = Pair::start("uring", "epoll", false, &["--no-offload"]);
     p.ping(true, false);
     let dst = SocketAddr::new(p.inner(2, false), 5006);
     transfer(&p.veth.a, &p.veth.b, dst, 64 << 20, 60);
