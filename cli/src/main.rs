@@ -66,6 +66,13 @@ enum Command {
         /// Do not negotiate TUN offloads (no virtio-net header, no TSO/USO): plain packets.
         #[arg(long)]
         no_offload: bool,
+        /// Do not use UDP GSO (one datagram per send). For comparisons and tests; the kernel's
+        /// own refusal (EIO) switches GSO off by itself, with one warning.
+        #[arg(long)]
+        no_gso: bool,
+        /// Do not ask for UDP GRO (one datagram per receive). For comparisons and tests.
+        #[arg(long)]
+        no_gro: bool,
     },
     /// Check a wg-quick configuration file and print what is wrong with it, if anything.
     ///
@@ -125,6 +132,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             numa_node,
             engine,
             no_offload,
+            no_gso,
+            no_gro,
         } => {
             let opts = uring_tunnel::run::RunOptions {
                 interface,
@@ -137,6 +146,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     EngineArg::Epoll => BackendChoice::Epoll,
                 },
                 no_offload,
+                no_gso,
+                no_gro,
             };
             uring_tunnel::run::run(&config, &opts)?;
         }

@@ -30,6 +30,10 @@ pub struct RunOptions {
     pub engine: BackendChoice,
     /// Disable TUN offloads (virtio-net header, TSO/USO).
     pub no_offload: bool,
+    /// Disable UDP GSO.
+    pub no_gso: bool,
+    /// Disable UDP GRO.
+    pub no_gro: bool,
 }
 
 /// Picks the shard CPUs: `Some(cpu)` per pinned shard, `None` for unpinned shards.
@@ -161,6 +165,8 @@ pub fn run(config_path: &Path, opts: &RunOptions) -> anyhow::Result<()> {
         shard_cpus: shard_cpus.clone(),
         backend: opts.engine,
         timers: TimerConfig::default(),
+        udp_gso: !opts.no_gso,
+        udp_gro: !opts.no_gro,
     };
     let engine = Engine::start(engine_cfg, queues, caps).context("starting the engine")?;
     let pinned: Vec<String> = shard_cpus
@@ -168,7 +174,7 @@ pub fn run(config_path: &Path, opts: &RunOptions) -> anyhow::Result<()> {
         .map(|c| c.map_or_else(|| "-".into(), |c| c.to_string()))
         .collect();
     eprintln!(
-        "uring-tunnel: {name} up: engine={} [{}] shards={} cpus=[{}] listen={} mtu={} tun: vnet_hdr={} csum={} tso={} uso={}",
+        "uring-tunnel: {name} up: engine={} [{}] shards={} cpus=[{}] listen={} mtu={} tun: vnet_hdr={} csum={} tso={} uso={} udp: gso={} gro={}",
         engine.backend(),
         engine.backend_note().unwrap_or_default(),
         shard_cpus.len(),
@@ -179,6 +185,8 @@ pub fn run(config_path: &Path, opts: &RunOptions) -> anyhow::Result<()> {
         caps.csum,
         caps.tso,
         caps.uso,
+        engine.udp_gso(),
+        engine.udp_gro(),
     );
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -187,8 +195,15 @@ pub fn run(config_path: &Path, opts: &RunOptions) -> anyhow::Result<()> {
             .context("installing signal handlers")?;
     }
     let mut failure = None;
+    let mut gso = engine.udp_gso();
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
+        if gso && !engine.udp_gso() {
+            gso = false;
+            eprintln!(
+                "warning: {name}: the kernel refused UDP GSO (EIO); sending datagrams one by one from now on"
+            );
+        }
         if let Some(e) = engine.failed() {
             failure = Some(e);
             break;

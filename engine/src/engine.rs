@@ -86,6 +86,12 @@ pub struct EngineConfig {
     pub backend: BackendChoice,
     /// Protocol timers (tests compress them).
     pub timers: TimerConfig,
+    /// Use UDP GSO (`UDP_SEGMENT`) when the kernel allows it; false sends one datagram per
+    /// syscall/SQE (a knob for tests and comparisons: since Linux 6.11 the kernel no longer
+    /// refuses GSO on devices without checksum offload, so this is how the fallback is forced).
+    pub udp_gso: bool,
+    /// Ask for UDP GRO (`UDP_GRO`); false receives one datagram per receive.
+    pub udp_gro: bool,
 }
 
 /// Why the engine could not start.
@@ -133,6 +139,7 @@ pub struct Engine {
     backend: Backend,
     backend_note: String,
     local: SocketAddr,
+    sockets: Vec<Arc<UdpSocket>>,
     errors: Arc<Mutex<Vec<String>>>,
 }
 
@@ -201,12 +208,19 @@ impl Engine {
         let udp_cfg = UdpConfig {
             port: cfg.listen_port,
             fwmark: cfg.fwmark,
+            gro: cfg.udp_gro,
             ..UdpConfig::default()
         };
         let sockets: Vec<Arc<UdpSocket>> = UdpSocket::bind_shards(&udp_cfg, shards)?
             .into_iter()
             .map(Arc::new)
             .collect();
+        if !cfg.udp_gso {
+            for s in &sockets {
+                s.disable_gso();
+            }
+        }
+        let kept_sockets = sockets.clone();
         let local = sockets[0].local_addr();
         let control = Arc::new(ControlPlane::new(
             device,
@@ -305,8 +319,20 @@ impl Engine {
             backend,
             backend_note,
             local,
+            sockets: kept_sockets,
             errors,
         })
+    }
+
+    /// Whether every shard socket still sends with UDP GSO (false once the kernel refused it
+    /// with `EIO`, or when it was switched off).
+    pub fn udp_gso(&self) -> bool {
+        self.sockets.iter().all(|s| s.gso_enabled())
+    }
+
+    /// Whether the kernel granted UDP GRO on the shard sockets.
+    pub fn udp_gro(&self) -> bool {
+        self.sockets.iter().all(|s| s.info().gro)
     }
 
     /// The backend in use.

@@ -190,6 +190,8 @@ fn start(
                 shard_cpus: vec![None],
                 backend,
                 timers: TimerConfig::default(),
+                udp_gso: true,
+                udp_gro: true,
             },
             queues,
             caps,

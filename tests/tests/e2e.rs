@@ -486,3 +486,55 @@ fn without_tun_offloads() {
     assert!(log.contains("vnet_hdr=false"), "{log}");
     p.stop();
 }
+
+/// Reads `name=N` from a stats line.
+fn stat(line: &str, name: &str) -> u64 {
+    uring_tunnel_tests::tunnel::stat(line, name).unwrap_or_else(|| panic!("no {name} in: {line}"))
+}
+
+/// UDP GSO and GRO switched off (the documented knobs; the kernel no longer refuses GSO with
+/// EIO when the underlay lacks checksum offload, since 6.11): every datagram is its own send and
+/// receive, and data still flows intact. With them on, bulk TCP is coalesced: fewer sends than
+/// datagrams.
+#[test]
+fn udp_gso_and_gro_fallbacks() {
+    if !prerequisites() {
+        return;
+    }
+    let _g = serial();
+    for (engine, knobs) in [("uring", true), ("epoll", true), ("uring", false)] {
+        let extra: &[&str] = if knobs {
+            &["--no-gso", "--no-gro"]
+        } else {
+            &[]
+        };
+        let p = Pair::start(engine, engine, false, extra);
+        let up = p.a.as_ref().unwrap().log_text();
+        let want = if knobs {
+            "udp: gso=false gro=false"
+        } else {
+            "udp: gso=true gro=true"
+        };
+        assert!(up.contains(want), "{up}");
+        p.ping(true, false);
+        let dst = SocketAddr::new(p.inner(2, false), 5007);
+        transfer(&p.veth.a, &p.veth.b, dst, 64 << 20, 60);
+        let (la, lb) = p.stop();
+        let (sends, datagrams) = (stat(&la, "udp_sends"), stat(&la, "udp_tx"));
+        let (recvs, received) = (stat(&lb, "udp_recvs"), stat(&lb, "udp_rx"));
+        assert!(datagrams > 40_000, "{la}");
+        if knobs {
+            assert_eq!(
+                sends, datagrams,
+                "{engine}: GSO off must send one by one: {la}"
+            );
+            assert_eq!(
+                recvs, received,
+                "{engine}: GRO off must receive one by one: {lb}"
+            );
+        } else {
+            assert!(sends * 4 < datagrams, "{engine}: GSO should coalesce: {la}");
+            assert!(recvs * 2 < received, "{engine}: GRO should coalesce: {lb}");
+        }
+    }
+}
