@@ -1,5 +1,6 @@
 #!/bin/bash
 # Usage: sudo scripts/bench-engines.sh ENGINE_A ENGINE_B [CORES]  (env: T=seconds, IPERF_ARGS="-b 1G" or "-u -l 64 -b 20M")
+# ENGINE: uring | epoll | auto for uring-tunnel, or boringtun (boringtun-cli on PATH, 2 threads, configured with wg).
 # One iperf3 run through two uring-tunnel processes in fresh netns (198.18.70.0/24 under, 100.64.70.0/24 inside);
 # prints throughput, CPU of both tunnel processes (/proc/PID/stat) and of the host (/proc/stat), ping RTT and the
 # shutdown counters (syscalls, sends, writes). Needs a release build: cargo build --release -p uring-tunnel.
@@ -34,8 +35,22 @@ PublicKey = $PA_
 Endpoint = 198.18.70.1:51820
 AllowedIPs = 100.64.70.1/32
 C
-ip netns exec $A $BIN run --config $D/ta.conf --interface tba$ID --engine $EA --cores $CORES 2>$D/a.log & PA=$!
-ip netns exec $B $BIN run --config $D/tb.conf --interface tbb$ID --engine $EB --cores $CORES 2>$D/b.log & PB=$!
+# start NETNS IFNAME ENGINE CONF LOG PRIVATE PEERPUB ENDPOINT ALLOWED ADDR -> PID in $STARTED
+start() {
+  if [ "$3" = boringtun ]; then
+    env -u WG_SUDO -u WG_UAPI_FD -u WG_TUN_FD -u WG_LOG_FILE -u WG_THREADS WG_LOG_LEVEL=error \
+      ip netns exec $1 boringtun-cli -f --disable-drop-privileges --threads 2 $2 2>$5 & STARTED=$!
+    sleep 0.5
+    echo "$6" > $D/$2.key
+    ip netns exec $1 wg set $2 private-key $D/$2.key listen-port 51820 peer $7 endpoint $8 allowed-ips $9
+    ip -n $1 addr add ${10} dev $2; ip -n $1 link set $2 mtu 1420 up
+    echo "boringtun $2 up" >> $5
+  else
+    ip netns exec $1 $BIN run --config $4 --interface $2 --engine $3 --cores $CORES 2>$5 & STARTED=$!
+  fi
+}
+start $A tba$ID $EA $D/ta.conf $D/a.log "$KA" "$PB_" 198.18.70.2:51820 100.64.70.2/32 100.64.70.1/24; PA=$STARTED
+start $B tbb$ID $EB $D/tb.conf $D/b.log "$KB" "$PA_" 198.18.70.1:51820 100.64.70.1/32 100.64.70.2/24; PB=$STARTED
 sleep 1
 ip netns exec $B iperf3 -s -1 -B 100.64.70.2 >/dev/null 2>&1 & PS=$!
 sleep 0.3

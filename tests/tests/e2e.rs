@@ -247,19 +247,134 @@ fn ipv6_underlay() {
         return;
     }
     let _g = serial();
-    let p = Pair::start("uring", "epoll", true, &[]);
-    p.ping(true, false);
-    p.ping(true, true);
-    let dst = SocketAddr::new(p.inner(2, true), 5003);
-    transfer(&p.veth.a, &p.veth.b, dst, 64 << 20, 60);
-    udp_payloads(
-        &p.veth.a,
-        &p.veth.b,
-        SocketAddr::new(p.inner(2, true), 6005),
-        1372,
-        20,
+    for (ea, eb) in [("uring", "uring"), ("epoll", "epoll"), ("uring", "epoll")] {
+        let p = Pair::start(ea, eb, true, &[]);
+        p.ping(true, false);
+        p.ping(false, true);
+        let dst = SocketAddr::new(p.inner(2, true), 5003);
+        transfer(&p.veth.a, &p.veth.b, dst, 64 << 20, 60);
+        let dst = SocketAddr::new(p.inner(1, false), 5008);
+        transfer(&p.veth.b, &p.veth.a, dst, 64 << 20, 60);
+        udp_payloads(
+            &p.veth.a,
+            &p.veth.b,
+            SocketAddr::new(p.inner(2, true), 6005),
+            1372,
+            20,
+        );
+        p.stop();
+    }
+}
+
+/// A hub with two peers (spokes B and C on separate veth links): AllowedIPs route each
+/// destination to its peer, and both sessions carry traffic at the same time.
+#[test]
+fn hub_with_two_peers() {
+    if !prerequisites() {
+        return;
+    }
+    let _g = serial();
+    let ab = VethPair::new().expect("veth A-B");
+    // C joins A over a second link.
+    let c = Netns::new().expect("netns C");
+    let n = ab.subnet;
+    let m = n.wrapping_add(100);
+    let (dev_a, dev_c) = (
+        uring_tunnel_tests::unique_name("vh"),
+        uring_tunnel_tests::unique_name("vc"),
     );
-    p.stop();
+    uring_tunnel_tests::ip(&[
+        "link",
+        "add",
+        &dev_a,
+        "netns",
+        ab.a.name(),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &dev_c,
+        "netns",
+        c.name(),
+    ])
+    .unwrap();
+    ab.a.ip(&["addr", "add", &format!("198.18.{m}.1/24"), "dev", &dev_a])
+        .unwrap();
+    ab.a.ip(&["link", "set", &dev_a, "up"]).unwrap();
+    c.ip(&["addr", "add", &format!("198.18.{m}.3/24"), "dev", &dev_c])
+        .unwrap();
+    c.ip(&["link", "set", &dev_c, "up"]).unwrap();
+
+    let (ka, pa) = keypair();
+    let (kb, pb) = keypair();
+    let (kc, pc) = keypair();
+    let hub = format!(
+        "[Interface]\nPrivateKey = {ka}\nListenPort = 51820\nAddress = 100.64.{n}.1/24\n\n[Peer]\nPublicKey = {pb}\nAllowedIPs = 100.64.{n}.2/32\n\n[Peer]\nPublicKey = {pc}\nAllowedIPs = 100.64.{n}.3/32\n"
+    );
+    let spoke = |key: &str, me: u8, hub_ip: &str| {
+        format!(
+            "[Interface]\nPrivateKey = {key}\nListenPort = 51820\nAddress = 100.64.{n}.{me}/24\n\n[Peer]\nPublicKey = {pa}\nEndpoint = {hub_ip}:51820\nAllowedIPs = 100.64.{n}.0/24\n"
+        )
+    };
+    let dir = TestDir::new().unwrap();
+    let ta = UringTunnel::start(
+        &ab.a,
+        &dir,
+        &format!("uth{n}"),
+        &hub,
+        &["--engine", "uring"],
+    )
+    .unwrap();
+    let tb = UringTunnel::start(
+        &ab.b,
+        &dir,
+        &format!("utb{n}"),
+        &spoke(&kb, 2, &ab.v4(1)),
+        &["--engine", "epoll"],
+    )
+    .unwrap();
+    let tc = UringTunnel::start(
+        &c,
+        &dir,
+        &format!("utc{n}"),
+        &spoke(&kc, 3, &format!("198.18.{m}.1")),
+        &["--engine", "uring"],
+    )
+    .unwrap();
+    let ping = |ns: &Netns, dst: &str| {
+        ns.command("ping")
+            .args(["-c", "2", "-i", "0.2", "-W", "2", "-w", "8", dst])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    // Spokes reach the hub; the hub reaches both spokes (routing by AllowedIPs).
+    assert!(
+        ping(&ab.b, &format!("100.64.{n}.1")),
+        "B -> hub\n{}",
+        ta.log_text()
+    );
+    assert!(
+        ping(&c, &format!("100.64.{n}.1")),
+        "C -> hub\n{}",
+        ta.log_text()
+    );
+    assert!(ping(&ab.a, &format!("100.64.{n}.2")), "hub -> B");
+    assert!(ping(&ab.a, &format!("100.64.{n}.3")), "hub -> C");
+    // Both transfers at once, to different peers.
+    let b_addr = SocketAddr::new(format!("100.64.{n}.2").parse().unwrap(), 5010);
+    let c_addr = SocketAddr::new(format!("100.64.{n}.3").parse().unwrap(), 5011);
+    std::thread::scope(|s| {
+        let t1 = s.spawn(|| transfer(&ab.a, &ab.b, b_addr, 64 << 20, 60));
+        let t2 = s.spawn(|| transfer(&ab.a, &c, c_addr, 64 << 20, 60));
+        t1.join().unwrap();
+        t2.join().unwrap();
+    });
+    let la = ta.stop().unwrap();
+    tb.stop().unwrap();
+    tc.stop().unwrap();
+    assert!(stat(&la, "udp_tx") > 2 * 40_000, "{la}");
 }
 
 /// 8 UDP flows with sequence numbers through two shards: every flow arrives in order, and the
