@@ -377,14 +377,9 @@ fn hub_with_two_peers() {
     assert!(stat(&la, "udp_tx") > 2 * 40_000, "{la}");
 }
 
-/// 8 UDP flows with sequence numbers through two shards: every flow arrives in order, and the
-/// sending side's per-shard counters show both shards carried traffic.
-#[test]
-fn flows_keep_order_across_two_shards() {
-    if !prerequisites() {
-        return;
-    }
-    let _g = serial();
+/// One run of [`flows_keep_order_across_two_shards`] with source ports from `src_base`;
+/// returns the sending side's TUN packets per shard.
+fn flows_once(src_base: u16) -> Vec<u64> {
     let p = Pair::start("uring", "uring", false, &["--cores", "2"]);
     p.ping(true, false);
     const FLOWS: u16 = 8;
@@ -438,7 +433,7 @@ fn flows_keep_order_across_two_shards() {
         .a
         .run_in(move || {
             let socks: Vec<UdpSocket> = (0..FLOWS)
-                .map(|i| UdpSocket::bind(("0.0.0.0", 20000 + i)).unwrap())
+                .map(|i| UdpSocket::bind(("0.0.0.0", src_base + i)).unwrap())
                 .collect();
             let mut buf = [0u8; 64];
             for seq in 0..PER_FLOW {
@@ -472,10 +467,29 @@ fn flows_keep_order_across_two_shards() {
         .map(|s| s.split('/').next().unwrap().parse().unwrap())
         .collect();
     assert_eq!(tun_rx.len(), 2, "{la}");
-    assert!(
-        tun_rx.iter().all(|&n| n > 100),
-        "flows not spread: {tun_rx:?}"
-    );
+    tun_rx
+}
+
+/// 8 UDP flows with sequence numbers through two shards: every flow arrives in order, and the
+/// sending side's per-shard counters show both shards carried traffic.
+#[test]
+fn flows_keep_order_across_two_shards() {
+    if !prerequisites() {
+        return;
+    }
+    let _g = serial();
+    // The kernel picks a TUN queue per flow by a hash with a per-boot random seed: 8 flows all
+    // land on one queue with probability 2/256. Another set of source ports is another draw.
+    let mut spreads = Vec::new();
+    for attempt in 0..3u16 {
+        let tun_rx = flows_once(20000 + attempt * 1000);
+        let spread = tun_rx.iter().all(|&n| n > 100);
+        spreads.push(tun_rx);
+        if spread {
+            return;
+        }
+    }
+    panic!("flows never spread over both shards: {spreads:?}");
 }
 
 /// Sum of the `drop_*` counters of a shutdown summary line, except `no_route` (IPv6 neighbour
