@@ -248,7 +248,8 @@ impl ControlPlane {
     /// waiting, so the responder can start using the session (whitepaper §6.5).
     fn flush_staged(&self, now: Duration, confirm_peer: Option<u32>) {
         let peers = self.shared.peers.load();
-        let mut buf = vec![0u8; 65536 + TRANSPORT_OVERHEAD];
+        // Allocated only when something is to be sent (this runs on every timer tick).
+        let mut buf = Vec::new();
         for state in peers.iter().flatten() {
             let (Some(kp), Some(dst)) = (state.current.load_full(), state.endpoint.load_full())
             else {
@@ -258,7 +259,13 @@ impl ControlPlane {
                 continue;
             }
             let mut q = state.staged.lock().unwrap_or_else(|e| e.into_inner());
-            if q.is_empty() && confirm_peer == Some(state.id) {
+            if q.is_empty() && confirm_peer != Some(state.id) {
+                continue;
+            }
+            if buf.is_empty() {
+                buf = vec![0u8; 65536 + TRANSPORT_OVERHEAD];
+            }
+            if q.is_empty() {
                 let Ok(counter) = kp.next_counter() else {
                     continue;
                 };

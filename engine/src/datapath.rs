@@ -248,7 +248,7 @@ impl Datapath {
         udp: &mut impl UdpSink,
         tun: &mut impl TunSink,
     ) {
-        let stats = Arc::clone(&self.stats);
+        let stats = &*self.stats;
         ShardStats::add(&stats.udp_rx_datagrams, 1);
         ShardStats::add(&stats.udp_rx_bytes, dgram.len() as u64);
         match classify(dgram) {
@@ -313,14 +313,14 @@ impl Datapath {
             stats.drop_packet(DropReason::SourceNotAllowed);
             return;
         }
+        if len > self.rx_store.len() {
+            stats.drop_packet(DropReason::BadInnerPacket);
+            return;
+        }
         peer.rx_bytes.fetch_add(len as u64, Relaxed);
         peer.last_data_received.set(now);
         if self.rx_pkts.len() == INBOUND_BATCH || self.rx_store_len + len > self.rx_store.len() {
             self.flush_inbound(tun);
-        }
-        if len > self.rx_store.len() {
-            stats.drop_packet(DropReason::BadInnerPacket);
-            return;
         }
         let start = self.rx_store_len;
         self.rx_store[start..start + len].copy_from_slice(pkt);
