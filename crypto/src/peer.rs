@@ -374,9 +374,22 @@ impl Device {
         under_load: bool,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<HandshakeOutcome, Error> {
-        match classify(datagram)? {
-            MessageType::Initiation => self.handle_initiation(datagram, src, now, under_load, rng),
-            MessageType::Response => self.handle_response(datagram, src, now, under_load, rng),
+        let kind = classify(datagram)?;
+        if matches!(kind, MessageType::Initiation | MessageType::Response) {
+            // MAC1 always; under load also a valid MAC2 for `src`, else a cookie reply.
+            if let MacVerdict::CookieReply(reply) =
+                self.checker.check(datagram, src, now, under_load, rng)?
+            {
+                return Ok(HandshakeOutcome {
+                    peer: None,
+                    reply: Some(Reply::CookieReply(reply)),
+                    event: None,
+                });
+            }
+        }
+        match kind {
+            MessageType::Initiation => self.handle_initiation(datagram, src, now, rng),
+            MessageType::Response => self.handle_response(datagram, src, now),
             MessageType::CookieReply => self.handle_cookie_reply(datagram, now),
             MessageType::Transport => Err(Error::UnknownMessageType),
         }
@@ -387,18 +400,8 @@ impl Device {
         datagram: &[u8],
         src: SocketAddr,
         now: Duration,
-        under_load: bool,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<HandshakeOutcome, Error> {
-        if let MacVerdict::CookieReply(reply) =
-            self.checker.check(datagram, src, now, under_load, rng)?
-        {
-            return Ok(HandshakeOutcome {
-                peer: None,
-                reply: Some(Reply::CookieReply(reply)),
-                event: None,
-            });
-        }
         let msg = Initiation::parse(datagram)?;
         let received = open_initiation(&self.local, &msg)?;
         let id = self
@@ -441,18 +444,7 @@ impl Device {
         datagram: &[u8],
         src: SocketAddr,
         now: Duration,
-        under_load: bool,
-        rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<HandshakeOutcome, Error> {
-        if let MacVerdict::CookieReply(reply) =
-            self.checker.check(datagram, src, now, under_load, rng)?
-        {
-            return Ok(HandshakeOutcome {
-                peer: None,
-                reply: Some(Reply::CookieReply(reply)),
-                event: None,
-            });
-        }
         let msg = Response::parse(datagram)?;
         let index = msg.receiver_index();
         let Some(IndexEntry::Handshake(id)) = self.indices.get(&index).cloned() else {
