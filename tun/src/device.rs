@@ -291,6 +291,16 @@ impl TunDevice {
         for &(a, p) in &cfg.addresses {
             nl.add_addr(index, a, p)?;
         }
+        if cfg.up {
+            // IPv6 addresses become usable asynchronously (the kernel's addrconf work
+            // installs their local route even with NODAD): packets written into the
+            // device before that are dropped as InAddrErrors. Wait, bounded.
+            for &(a, _) in &cfg.addresses {
+                if a.is_ipv6() {
+                    wait_local(nl, a)?;
+                }
+            }
+        }
         for &(a, p) in &cfg.routes {
             nl.add_route(index, a, p)?;
         }
@@ -354,4 +364,19 @@ impl Drop for TunDevice {
         }
         self.queues.clear();
     }
+}
+
+/// Polls until `addr` is a local address of the namespace, for at most two seconds.
+fn wait_local(nl: &mut Netlink, addr: IpAddr) -> Result<(), TunError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while !nl.is_local(addr)? {
+        if std::time::Instant::now() > deadline {
+            return Err(TunError::Netlink {
+                op: "wait for the IPv6 address to become usable",
+                source: std::io::Error::from(std::io::ErrorKind::TimedOut),
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    Ok(())
 }

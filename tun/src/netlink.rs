@@ -12,6 +12,7 @@ const RTM_NEWLINK: u16 = 16;
 const RTM_DELLINK: u16 = 17;
 const RTM_NEWADDR: u16 = 20;
 const RTM_NEWROUTE: u16 = 24;
+const RTM_GETROUTE: u16 = 26;
 
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
@@ -31,6 +32,7 @@ const RTPROT_STATIC: u8 = 4;
 const RT_SCOPE_UNIVERSE: u8 = 0;
 const RT_SCOPE_LINK: u8 = 253;
 const RTN_UNICAST: u8 = 1;
+const RTN_LOCAL: u8 = 2;
 
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
@@ -105,7 +107,18 @@ impl Netlink {
         Ok(Self { sock, seq: 1 })
     }
 
-    fn request(&mut self, op: &'static str, mut msg: Msg) -> Result<(), TunError> {
+    fn request(&mut self, op: &'static str, msg: Msg) -> Result<(), TunError> {
+        self.request_reply(op, msg, |_, _| {})
+    }
+
+    /// Sends `msg` and waits for its acknowledgement, handing every other message of
+    /// the same sequence number (type, payload after the netlink header) to `reply`.
+    fn request_reply(
+        &mut self,
+        op: &'static str,
+        mut msg: Msg,
+        mut reply: impl FnMut(u16, &[u8]),
+    ) -> Result<(), TunError> {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
         let err = |source| TunError::Netlink { op, source };
@@ -135,6 +148,9 @@ impl Netlink {
                     } else {
                         Err(err(io::Error::from_raw_os_error(-code)))
                     };
+                }
+                if mseq == seq && ty != NLMSG_ERROR {
+                    reply(ty, &buf[off + 16..off + len]);
                 }
                 off += (len + 3) & !3;
             }
@@ -211,6 +227,37 @@ impl Netlink {
         }
         m.attr(RTA_OIF, &index.to_ne_bytes());
         self.request("add route", m)
+    }
+
+    /// Whether the kernel routes `addr` as one of this namespace's own addresses
+    /// (a `local` route exists for it). An IPv6 address becomes local only once
+    /// the kernel's address-configuration work has run, shortly after it is added.
+    pub(crate) fn is_local(&mut self, addr: IpAddr) -> Result<bool, TunError> {
+        let (family, a) = family_and_bytes(&addr);
+        let mut m = Msg::new(RTM_GETROUTE, 0);
+        m.bytes(&[family, (a.len() * 8) as u8, 0, 0, 0, 0, 0, 0]);
+        m.bytes(&0u32.to_ne_bytes());
+        m.attr(RTA_DST, &a);
+        let mut local = false;
+        // rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type.
+        let res = self.request_reply("route lookup", m, |ty, body| {
+            if ty == RTM_NEWROUTE && body.len() >= 8 {
+                local = body[7] == RTN_LOCAL;
+            }
+        });
+        match res {
+            Ok(()) => Ok(local),
+            // No route at all (yet): not local.
+            Err(TunError::Netlink { source, .. })
+                if matches!(
+                    source.raw_os_error(),
+                    Some(libc::ENETUNREACH | libc::EHOSTUNREACH)
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Delete a link.

@@ -649,7 +649,10 @@ fn run_uso(v6: bool, mode: Mode) {
             // This namespace's UDP counters, to tell drops from corruption.
             for f in ["/proc/thread-self/net/snmp", "/proc/thread-self/net/snmp6"] {
                 let t = std::fs::read_to_string(f).unwrap_or_default();
-                for l in t.lines().filter(|l| l.starts_with("Udp")) {
+                for l in t
+                    .lines()
+                    .filter(|l| l.starts_with("Udp") || l.starts_with("Ip"))
+                {
                     eprintln!("{l}");
                 }
             }
