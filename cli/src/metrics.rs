@@ -105,6 +105,9 @@ fn by_reason(out: &mut String, labels: &str, drops: &DropCounts, name: &str) {
     }
 }
 
+/// Name, help text and accessor of one per-shard counter family.
+type ShardCounter = (&'static str, &'static str, fn(&StatsSnapshot) -> u64);
+
 /// The exposition text for one snapshot. Pure: same input, same output.
 pub fn render(info: &MetricsInfo, st: &EngineStats) -> String {
     let mut out = String::with_capacity(16 * 1024);
@@ -140,7 +143,7 @@ pub fn render(info: &MetricsInfo, st: &EngineStats) -> String {
     );
     let _ = writeln!(o, "uring_tunnel_peers {}", st.peers.len());
 
-    let counters: [(&str, &str, fn(&StatsSnapshot) -> u64); 19] = [
+    let counters: [ShardCounter; 19] = [
         (
             "uring_tunnel_tun_reads_total",
             "TUN reads (each may be a TSO/USO super-packet).",
@@ -491,7 +494,7 @@ pub fn serve(
 
 /// What a request head asks for.
 #[derive(Debug, PartialEq, Eq)]
-enum Request {
+enum Route {
     /// `GET /metrics` (with `head`: `HEAD /metrics`).
     Metrics {
         head: bool,
@@ -501,30 +504,30 @@ enum Request {
     BadRequest,
 }
 
-fn parse_request(head: &[u8]) -> Request {
+fn parse_request(head: &[u8]) -> Route {
     let Ok(text) = std::str::from_utf8(head) else {
-        return Request::BadRequest;
+        return Route::BadRequest;
     };
     let line = text.lines().next().unwrap_or("");
     let mut parts = line.split(' ');
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Request::BadRequest;
+        return Route::BadRequest;
     };
     if !version.starts_with("HTTP/1.") {
-        return Request::BadRequest;
+        return Route::BadRequest;
     }
     let path = target.split('?').next().unwrap_or("");
     let head = match method {
         "GET" => false,
         "HEAD" => true,
-        _ => return Request::MethodNotAllowed,
+        _ => return Route::MethodNotAllowed,
     };
     if path == "/metrics" {
-        Request::Metrics { head }
+        Route::Metrics { head }
     } else {
-        Request::NotFound
+        Route::NotFound
     }
 }
 
@@ -558,22 +561,22 @@ fn handle(mut s: TcpStream, body: &impl Fn() -> String) -> io::Result<()> {
             String::new(),
             false,
         ),
-        Some(Request::Metrics { head }) => (
+        Some(Route::Metrics { head }) => (
             "200 OK",
             "text/plain; version=0.0.4; charset=utf-8",
             body(),
             head,
         ),
-        Some(Request::NotFound) => (
+        Some(Route::NotFound) => (
             "404 Not Found",
             "text/plain",
             "try /metrics\n".into(),
             false,
         ),
-        Some(Request::MethodNotAllowed) => {
+        Some(Route::MethodNotAllowed) => {
             ("405 Method Not Allowed", "text/plain", String::new(), false)
         }
-        Some(Request::BadRequest) => ("400 Bad Request", "text/plain", String::new(), false),
+        Some(Route::BadRequest) => ("400 Bad Request", "text/plain", String::new(), false),
     };
     let mut resp = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -710,19 +713,19 @@ mod tests {
     fn request_parsing() {
         assert_eq!(
             parse_request(b"GET /metrics HTTP/1.1\r\nHost: x"),
-            Request::Metrics { head: false }
+            Route::Metrics { head: false }
         );
         assert_eq!(
             parse_request(b"HEAD /metrics?x=1 HTTP/1.0"),
-            Request::Metrics { head: true }
+            Route::Metrics { head: true }
         );
-        assert_eq!(parse_request(b"GET / HTTP/1.1"), Request::NotFound);
+        assert_eq!(parse_request(b"GET / HTTP/1.1"), Route::NotFound);
         assert_eq!(
             parse_request(b"POST /metrics HTTP/1.1"),
-            Request::MethodNotAllowed
+            Route::MethodNotAllowed
         );
-        assert_eq!(parse_request(b"GET /metrics"), Request::BadRequest);
-        assert_eq!(parse_request(b"\xff\xfe"), Request::BadRequest);
+        assert_eq!(parse_request(b"GET /metrics"), Route::BadRequest);
+        assert_eq!(parse_request(b"\xff\xfe"), Route::BadRequest);
     }
 
     fn get(addr: SocketAddr, req: &[u8]) -> String {
