@@ -450,11 +450,18 @@ impl Control for ControlPlane {
             Some(Event::SessionEstablished { peer, .. }) => Some(peer.0),
             _ => None,
         };
-        if let Some(id) = established {
+        // A handshake is complete for the initiator when it consumes the response, for the
+        // responder when it sends one (its session then waits for the first packet).
+        let completed = match &outcome.event {
+            Some(Event::SessionEstablished { peer, .. }) => Some((peer.0, "initiator")),
+            Some(Event::SessionPending { peer, .. }) => Some((peer.0, "responder")),
+            _ => None,
+        };
+        if let Some((id, role)) = completed {
             ControlStats::inc(&self.stats.handshakes_completed);
             inner.last_handshake.insert(id, SystemTime::now());
             if let Some(Some(state)) = self.shared.peers.load().get(id as usize) {
-                tracing::debug!(peer = %short_key(&state.public_key), %src, "handshake completed");
+                tracing::debug!(peer = %short_key(&state.public_key), %src, role, "handshake completed");
             }
         }
         let n = match &outcome.reply {
