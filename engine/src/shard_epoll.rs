@@ -91,6 +91,7 @@ impl UdpSink for EpollUdp<'_> {
     fn send_one(&mut self, datagram: &[u8], dst: SocketAddr) {
         ShardStats::add(&self.stats.syscalls, 1);
         ShardStats::add(&self.stats.udp_sends, 1);
+        self.stats.record_sends(1, 1);
         match self.sock.send_to(datagram, dst) {
             Ok(_) => {
                 let n = datagram.len() as u64;

@@ -366,6 +366,7 @@ impl UdpSink for UringUdp<'_> {
         let st = self.stats;
         ShardStats::add(&st.syscalls, 1);
         ShardStats::add(&st.udp_sends, 1);
+        st.record_sends(1, 1);
         match self.sock.send_to(datagram, dst) {
             Ok(_) => {
                 let n = datagram.len() as u64;

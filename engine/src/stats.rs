@@ -245,7 +245,8 @@ pub struct ShardStats {
     pub gso_fallbacks: AtomicU64,
     /// Drops, indexed by `DropReason as usize`.
     pub drops: [AtomicU64; DropReason::ALL.len()],
-    /// Datagrams per UDP send (per `sendmsg`/SQE; 1 when GSO is off).
+    /// Datagrams per UDP send (per `sendmsg`/SQE; 1 when GSO is off): its count equals
+    /// `udp_sends`, its sum the datagrams handed to the kernel.
     pub gso_segments: Pow2Histogram<SEGMENT_BUCKETS>,
     /// Datagrams per UDP receive (per GRO train; 1 when GRO is off).
     pub gro_datagrams: Pow2Histogram<SEGMENT_BUCKETS>,
