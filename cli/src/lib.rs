@@ -3,4 +3,6 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod logging;
+pub mod metrics;
 pub mod run;

@@ -73,6 +73,14 @@ enum Command {
         /// Do not ask for UDP GRO (one datagram per receive). For comparisons and tests.
         #[arg(long)]
         no_gro: bool,
+        /// Serve Prometheus metrics (text format 0.0.4) on `GET /metrics` at this address,
+        /// e.g. `127.0.0.1:9586` or `[::1]:9586`.
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<std::net::SocketAddr>,
+        /// Log level: error, warn, info, debug or trace. `RUST_LOG` adds `tracing` filter
+        /// directives on top (e.g. `RUST_LOG=uring_tunnel_engine=debug`).
+        #[arg(long, value_name = "LEVEL", default_value = "info")]
+        log_level: LogLevel,
     },
     /// Check a wg-quick configuration file and print what is wrong with it, if anything.
     ///
@@ -82,6 +90,33 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+}
+
+/// `--log-level` values.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum LogLevel {
+    /// Errors only.
+    Error,
+    /// Warnings and errors.
+    Warn,
+    /// Start-up, endpoint changes, warnings (default).
+    Info,
+    /// Also handshakes completed/refused and initiations sent.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+impl LogLevel {
+    fn directive(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
 }
 
 /// `--engine` values.
@@ -134,7 +169,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             no_offload,
             no_gso,
             no_gro,
+            metrics,
+            log_level,
         } => {
+            uring_tunnel::logging::init(log_level.directive())?;
             let opts = uring_tunnel::run::RunOptions {
                 interface,
                 cores,
@@ -148,6 +186,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 no_offload,
                 no_gso,
                 no_gro,
+                metrics,
             };
             uring_tunnel::run::run(&config, &opts)?;
         }

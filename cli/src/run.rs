@@ -34,6 +34,8 @@ pub struct RunOptions {
     pub no_gso: bool,
     /// Disable UDP GRO.
     pub no_gro: bool,
+    /// Serve Prometheus metrics on this address (`GET /metrics`).
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Picks the shard CPUs: `Some(cpu)` per pinned shard, `None` for unpinned shards.
@@ -87,7 +89,7 @@ fn resolve(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
 pub fn run(config_path: &Path, opts: &RunOptions) -> anyhow::Result<()> {
     let cfg = Config::load(config_path)?;
     for w in &cfg.warnings {
-        eprintln!("warning: {w}");
+        tracing::warn!("{w}");
     }
     let name = match &opts.interface {
         Some(n) => n.clone(),
@@ -115,8 +117,8 @@ pub fn run(config_path: &Path, opts: &RunOptions) -> anyhow::Result<()> {
         for net in &p.allowed_ips {
             if cfg.interface.table != Table::Off {
                 if net.prefix_len() == 0 {
-                    eprintln!(
-                        "warning: AllowedIPs {net}: default routes are not installed (wg-quick's fwmark policy routing is not done by uring-tunnel); add routes yourself"
+                    tracing::warn!(
+                        "AllowedIPs {net}: default routes are not installed (wg-quick's fwmark policy routing is not done by uring-tunnel); add routes yourself"
                     );
                 } else {
                     routes.push((net.network(), net.prefix_len()));
@@ -134,8 +136,8 @@ pub fn run(config_path: &Path, opts: &RunOptions) -> anyhow::Result<()> {
         });
     }
     if let Table::Id(t) = cfg.interface.table {
-        eprintln!(
-            "warning: Table = {t}: routes go to the main table (numbered tables are not supported yet)"
+        tracing::warn!(
+            "Table = {t}: routes go to the main table (numbered tables are not supported yet)"
         );
     }
 
@@ -168,7 +170,39 @@ pub fn run(config_path: &Path, opts: &RunOptions) -> anyhow::Result<()> {
         udp_gso: !opts.no_gso,
         udp_gro: !opts.no_gro,
     };
+    // Every log line of the tunnel's threads carries interface=NAME (and shard=N on shards).
+    let span = tracing::info_span!("tunnel", interface = %name);
+    let _entered = span.enter();
     let engine = Engine::start(engine_cfg, queues, caps).context("starting the engine")?;
+    let _metrics = match opts.metrics {
+        Some(addr) => {
+            let info = crate::metrics::MetricsInfo {
+                interface: name.clone(),
+                engine: engine.backend().to_string(),
+                vnet_hdr: caps.vnet_hdr,
+                csum: caps.csum,
+                tso: caps.tso,
+                uso: caps.uso,
+                udp_gso: engine.udp_gso(),
+                udp_gro: engine.udp_gro(),
+            };
+            let handle = engine.stats_handle();
+            let srv = crate::metrics::serve(addr, move || {
+                crate::metrics::render(&info, &handle.snapshot())
+            });
+            match srv {
+                Ok(srv) => {
+                    tracing::info!(addr = %srv.local_addr(), "metrics endpoint: GET /metrics");
+                    Some(srv)
+                }
+                Err(e) => {
+                    engine.stop();
+                    return Err(e).with_context(|| format!("--metrics {addr}"));
+                }
+            }
+        }
+        None => None,
+    };
     let pinned: Vec<String> = shard_cpus
         .iter()
         .map(|c| c.map_or_else(|| "-".into(), |c| c.to_string()))
@@ -200,8 +234,8 @@ pub fn run(config_path: &Path, opts: &RunOptions) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(100));
         if gso && !engine.udp_gso() {
             gso = false;
-            eprintln!(
-                "warning: {name}: the kernel refused UDP GSO (EIO); sending datagrams one by one from now on"
+            tracing::warn!(
+                "the kernel refused UDP GSO (EIO); sending datagrams one by one from now on"
             );
         }
         if let Some(e) = engine.failed() {
@@ -228,8 +262,10 @@ fn summary(engine: &Engine) -> String {
     let sum = |f: fn(&uring_tunnel_engine::stats::ShardStats) -> &std::sync::atomic::AtomicU64| {
         st.iter().map(|s| f(s).load(Relaxed)).sum::<u64>()
     };
+    let snap = engine.stats_snapshot();
+    let (t, c) = (&snap.total, &snap.control);
     let mut out = format!(
-        "tun_reads={} tun_rx={} tun_tx={} udp_recvs={} udp_rx={} udp_tx={} udp_sends={} tun_writes={} syscalls={}",
+        "tun_reads={} tun_rx={} tun_tx={} udp_recvs={} udp_rx={} udp_tx={} udp_sends={} tun_writes={} syscalls={} udp_rx_data={} udp_tx_data={} udp_rx_control={} udp_tx_control={} handshakes={} staged_tx={}",
         sum(|s| &s.tun_reads),
         sum(|s| &s.tun_rx_packets),
         sum(|s| &s.tun_tx_packets),
@@ -239,6 +275,12 @@ fn summary(engine: &Engine) -> String {
         sum(|s| &s.udp_sends),
         sum(|s| &s.tun_writes),
         sum(|s| &s.syscalls),
+        t.udp_rx_data_datagrams,
+        t.udp_tx_data_datagrams(),
+        t.udp_rx_control_datagrams,
+        t.udp_tx_control_datagrams,
+        c.handshakes_completed,
+        c.staged_tx_datagrams,
     );
     let per_shard: Vec<String> = st
         .iter()

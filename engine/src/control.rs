@@ -6,6 +6,7 @@
 //! read sessions from `ArcSwap`s in [`Shared`] and leave timer events as atomic time stamps,
 //! which the timer thread feeds into the protocol timers.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -13,6 +14,7 @@ use std::thread::Thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use rand_core::OsRng;
+use uring_tunnel_crypto::messages::{MessageType, classify};
 use uring_tunnel_crypto::peer::{Device, Event, PeerId as DevicePeerId};
 use uring_tunnel_crypto::transport::{
     TRANSPORT_HEADER_LEN, TRANSPORT_OVERHEAD, padded_len_for_mtu,
@@ -20,7 +22,8 @@ use uring_tunnel_crypto::transport::{
 
 use crate::datapath::Control;
 use crate::peers::{IndexTable, PeerState, Session, Shared};
-use crate::stats::DropReason;
+use crate::ratelog::{RateLimit, WARN_INTERVAL};
+use crate::stats::{ControlStats, DropReason};
 use crate::sys::udp::UdpSocket;
 
 /// Longest sleep of the timer thread.
@@ -45,6 +48,10 @@ struct Inner {
     synced: Vec<Synced>,
     load_window: Duration,
     load_count: u32,
+    /// Wall-clock time of each peer's latest completed handshake.
+    last_handshake: HashMap<u32, SystemTime>,
+    /// Handshake failures are logged at most this often.
+    log_failures: RateLimit,
 }
 
 /// The control plane shared by the shards and the timer thread.
@@ -57,6 +64,7 @@ pub struct ControlPlane {
     socket: Arc<UdpSocket>,
     origin: Instant,
     timer_thread: Mutex<Option<Thread>>,
+    stats: ControlStats,
 }
 
 impl ControlPlane {
@@ -74,7 +82,10 @@ impl ControlPlane {
                 synced: vec![Synced::default(); n],
                 load_window: Duration::ZERO,
                 load_count: 0,
+                last_handshake: HashMap::new(),
+                log_failures: RateLimit::new(WARN_INTERVAL),
             }),
+            stats: ControlStats::default(),
             shared,
             socket,
             origin,
@@ -85,6 +96,35 @@ impl ControlPlane {
     /// Monotonic time since the engine's origin.
     pub fn now(&self) -> Duration {
         self.origin.elapsed()
+    }
+
+    /// Handshake and control-plane send counters.
+    pub fn stats(&self) -> &ControlStats {
+        &self.stats
+    }
+
+    /// Wall-clock time of the latest handshake completed with peer `id` (takes the control
+    /// mutex briefly: for `show` and metrics, not the datapath).
+    pub fn last_handshake(&self, id: u32) -> Option<SystemTime> {
+        self.lock().last_handshake.get(&id).copied()
+    }
+
+    /// Sends a datagram from the control plane and counts it.
+    fn send(&self, datagram: &[u8], to: SocketAddr) -> bool {
+        match self.socket.send_to(datagram, to) {
+            Ok(_) => {
+                ControlStats::inc(&self.stats.tx_datagrams);
+                self.stats
+                    .tx_bytes
+                    .fetch_add(datagram.len() as u64, Relaxed);
+                true
+            }
+            Err(e) => {
+                ControlStats::inc(&self.stats.tx_errors);
+                tracing::debug!(%to, error = %e, "control-plane send failed");
+                false
+            }
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -173,6 +213,9 @@ impl ControlPlane {
             if let Some(ep) = shard_ep
                 && shard_ep != synced.endpoint
             {
+                if let Some(old) = synced.endpoint {
+                    tracing::info!(peer = %short_key(&state.public_key), %old, new = %ep, "peer endpoint changed");
+                }
                 p.set_endpoint(ep);
             }
             if let Some(s) = inner.synced.get_mut(i) {
@@ -187,8 +230,23 @@ impl ControlPlane {
         }
         let transmits = inner.device.tick(now, SystemTime::now(), &mut OsRng);
         for t in &transmits {
-            let _ = self.socket.send_to(&t.datagram, t.to);
-            if let Some(Some(state)) = peers.get(t.peer.0 as usize) {
+            let sent = self.send(&t.datagram, t.to);
+            let state = peers.get(t.peer.0 as usize).and_then(|p| p.as_deref());
+            match classify(&t.datagram) {
+                Ok(MessageType::Initiation) => {
+                    if sent {
+                        ControlStats::inc(&self.stats.initiations_sent);
+                    }
+                    if let Some(state) = state {
+                        tracing::debug!(peer = %short_key(&state.public_key), to = %t.to, "sending handshake initiation");
+                    }
+                }
+                Ok(MessageType::Transport) if sent => {
+                    ControlStats::inc(&self.stats.keepalives_sent)
+                }
+                _ => {}
+            }
+            if let Some(state) = state {
                 state.last_auth_sent.set(now);
             }
         }
@@ -231,6 +289,12 @@ impl ControlPlane {
             if let (Some(ep), Some(synced)) = (p.endpoint(), synced)
                 && synced.endpoint != Some(ep)
             {
+                tracing::info!(
+                    peer = %short_key(&state.public_key),
+                    old = ?synced.endpoint,
+                    new = %ep,
+                    "peer endpoint set by a handshake"
+                );
                 synced.endpoint = Some(ep);
                 if state.endpoint.load().as_deref() != Some(&ep) {
                     state.endpoint.store(Some(Arc::new(ep)));
@@ -270,8 +334,9 @@ impl ControlPlane {
                     continue;
                 };
                 if let Ok(n) = kp.encapsulate(counter, &mut buf[..TRANSPORT_OVERHEAD], 0, now)
-                    && self.socket.send_to(&buf[..n], *dst).is_ok()
+                    && self.send(&buf[..n], *dst)
                 {
+                    ControlStats::inc(&self.stats.keepalives_sent);
                     state.last_auth_sent.set(now);
                 }
                 continue;
@@ -288,8 +353,10 @@ impl ControlPlane {
                 };
                 if let Ok(n) =
                     kp.encapsulate_mtu(counter, &mut buf[..dlen], len, self.shared.mtu, now)
-                    && self.socket.send_to(&buf[..n], *dst).is_ok()
+                    && self.send(&buf[..n], *dst)
                 {
+                    ControlStats::inc(&self.stats.staged_tx_datagrams);
+                    self.stats.staged_tx_bytes.fetch_add(n as u64, Relaxed);
                     state.tx_bytes.fetch_add(len as u64, Relaxed);
                     state.last_data_sent.set(now);
                     state.last_auth_sent.set(now);
@@ -297,6 +364,15 @@ impl ControlPlane {
             }
         }
     }
+}
+
+/// A public key abbreviated for logs: the first 8 base64 characters and an ellipsis (never
+/// use this, or anything else, on private or preshared keys).
+pub fn short_key(key: &uring_tunnel_crypto::keys::PublicKey) -> String {
+    let mut s = key.to_base64();
+    s.truncate(8);
+    s.push('…');
+    s
 }
 
 fn has_usable_session(state: &PeerState, now: Duration) -> bool {
@@ -348,17 +424,56 @@ impl Control for ControlPlane {
         }
         inner.load_count = inner.load_count.saturating_add(1);
         let under_load = inner.load_count > UNDER_LOAD_PER_SEC;
-        let outcome = inner
+        match classify(datagram) {
+            Ok(MessageType::Initiation) => ControlStats::inc(&self.stats.initiations_received),
+            Ok(MessageType::Response) => ControlStats::inc(&self.stats.responses_received),
+            Ok(MessageType::CookieReply) => {
+                ControlStats::inc(&self.stats.cookie_replies_received);
+            }
+            _ => {}
+        }
+        let outcome = match inner
             .device
             .handle_handshake(datagram, src, now, under_load, &mut OsRng)
-            .map_err(DropReason::from)?;
+        {
+            Ok(o) => o,
+            Err(e) => {
+                let reason = DropReason::from(e);
+                ControlStats::inc(&self.stats.handshake_failures[reason as usize]);
+                if let Some(suppressed) = inner.log_failures.check() {
+                    tracing::debug!(%src, reason = reason.name(), error = %e, suppressed, "handshake message refused");
+                }
+                return Err(reason);
+            }
+        };
         let established = match &outcome.event {
             Some(Event::SessionEstablished { peer, .. }) => Some(peer.0),
             _ => None,
         };
+        // A handshake is complete for the initiator when it consumes the response, for the
+        // responder when it sends one (its session then waits for the first packet).
+        let completed = match &outcome.event {
+            Some(Event::SessionEstablished { peer, .. }) => Some((peer.0, "initiator")),
+            Some(Event::SessionPending { peer, .. }) => Some((peer.0, "responder")),
+            _ => None,
+        };
+        if let Some((id, role)) = completed {
+            ControlStats::inc(&self.stats.handshakes_completed);
+            inner.last_handshake.insert(id, SystemTime::now());
+            if let Some(Some(state)) = self.shared.peers.load().get(id as usize) {
+                tracing::debug!(peer = %short_key(&state.public_key), %src, role, "handshake completed");
+            }
+        }
         let n = match &outcome.reply {
             Some(r) => {
                 let b = r.as_bytes();
+                match classify(b) {
+                    Ok(MessageType::Response) => ControlStats::inc(&self.stats.responses_sent),
+                    Ok(MessageType::CookieReply) => {
+                        ControlStats::inc(&self.stats.cookie_replies_sent);
+                    }
+                    _ => {}
+                }
                 let n = b.len().min(reply.len());
                 reply[..n].copy_from_slice(&b[..n]);
                 Some(n)

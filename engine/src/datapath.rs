@@ -134,6 +134,7 @@ impl Datapath {
         } else {
             (VirtioNetHdr::NONE, read)
         };
+        stats.tun_read_bytes.observe(pkt.len() as u64);
         let Ok(split) = GsoSplit::new(&hdr, pkt) else {
             stats.drop_packet(DropReason::BadInnerPacket);
             return;
@@ -233,6 +234,9 @@ impl Datapath {
             self.stats.drop_packet(DropReason::Malformed);
             return;
         }
+        self.stats
+            .gro_datagrams
+            .observe(data.len().div_ceil(seg) as u64);
         for dgram in data.chunks_mut(seg) {
             self.one_datagram(dgram, src, now, control, udp, tun);
         }
@@ -254,6 +258,8 @@ impl Datapath {
         match classify(dgram) {
             Ok(MessageType::Transport) => {}
             Ok(_) => {
+                ShardStats::add(&stats.udp_rx_control_datagrams, 1);
+                ShardStats::add(&stats.udp_rx_control_bytes, dgram.len() as u64);
                 match control.handshake(dgram, src, now, &mut self.reply[..]) {
                     Ok(Some(n)) => udp.send_one(&self.reply[..n], src),
                     Ok(None) => {}
@@ -300,8 +306,12 @@ impl Datapath {
             peer.wants_handshake.store(true, Relaxed);
         }
         if decap.is_keepalive() {
+            ShardStats::add(&stats.udp_rx_control_datagrams, 1);
+            ShardStats::add(&stats.udp_rx_control_bytes, dgram.len() as u64);
             return;
         }
+        ShardStats::add(&stats.udp_rx_data_datagrams, 1);
+        ShardStats::add(&stats.udp_rx_data_bytes, dgram.len() as u64);
         let plain = &dgram[decap.plaintext.clone()];
         let Some(len) = inner_len(plain) else {
             stats.drop_packet(DropReason::BadInnerPacket);
@@ -342,7 +352,11 @@ impl Datapath {
         }
         match self.coalescer.coalesce(&views[..n], &mut self.tun_out) {
             Ok(writes) => {
+                let hdr = if self.vnet_hdr { VNET_HDR_LEN } else { 0 };
                 for w in writes {
+                    stats
+                        .tun_write_bytes
+                        .observe(w.len().saturating_sub(hdr) as u64);
                     tun.write(&self.tun_out[w.clone()]);
                 }
                 ShardStats::add(&stats.tun_writes, writes.len() as u64);

@@ -18,7 +18,7 @@ use crate::allowed_ips::AllowedIpsBuilder;
 use crate::control::ControlPlane;
 use crate::datapath::Datapath;
 use crate::peers::{IndexTable, PeerState, Shared};
-use crate::stats::ShardStats;
+use crate::stats::{EngineStats, ShardStats, StatsHandle};
 use crate::sys::udp::{UdpConfig, UdpSocket};
 use crate::sys::uring::{Uring, UringError, UringFeatures};
 
@@ -248,9 +248,12 @@ impl Engine {
             let control = Arc::clone(&control);
             let errors = Arc::clone(&errors);
             let gro = caps.gro_config();
+            // Log lines of the shard carry shard=i inside the caller's span (e.g. interface).
+            let span = tracing::info_span!("shard", shard = i);
             let t = std::thread::Builder::new()
                 .name(format!("shard-{i}"))
                 .spawn(move || {
+                    let _span = span.entered();
                     if let Some(cpu) = cpu
                         && let Err(e) = crate::sys::pin_to_cpu(cpu)
                     {
@@ -295,10 +298,14 @@ impl Engine {
             threads.push(t);
         }
         let c = Arc::clone(&control);
+        let span = tracing::info_span!("control");
         threads.push(
             std::thread::Builder::new()
                 .name("timers".into())
-                .spawn(move || c.run_timers())
+                .spawn(move || {
+                    let _span = span.entered();
+                    c.run_timers()
+                })
                 .map_err(|source| EngineError::Io {
                     what: "spawning the timer thread",
                     source,
@@ -354,6 +361,21 @@ impl Engine {
     /// Per-shard counters.
     pub fn shard_stats(&self) -> &[Arc<ShardStats>] {
         &self.stats
+    }
+
+    /// A cloneable handle on every counter (shards, control plane, peers) for another thread,
+    /// e.g. the metrics endpoint or `show`.
+    pub fn stats_handle(&self) -> StatsHandle {
+        StatsHandle::new(
+            self.stats.clone(),
+            Arc::clone(&self.control),
+            Arc::clone(&self.shared),
+        )
+    }
+
+    /// Every counter at this moment: per shard, their sum, the control plane, the peers.
+    pub fn stats_snapshot(&self) -> EngineStats {
+        self.stats_handle().snapshot()
     }
 
     /// Shared tables (peers, sessions).

@@ -7,6 +7,7 @@ pub mod control;
 pub mod datapath;
 mod engine;
 pub mod peers;
+pub mod ratelog;
 mod shard_epoll;
 mod shard_uring;
 pub mod stats;

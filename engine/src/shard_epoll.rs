@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use crate::batch::SendBatch;
 use crate::datapath::{Control, Datapath, TUN_READ_SIZE, TunSink, UdpSink};
+use crate::ratelog::{RateLimit, WARN_INTERVAL};
 use crate::stats::{DropReason, ShardStats};
 use crate::sys::epoll::{self, Epoll, Event};
 use crate::sys::udp::{RecvHeaders, RecvMeta, UdpSocket};
@@ -31,6 +32,7 @@ struct EpollUdp<'a> {
     sock: &'a UdpSocket,
     batch: SendBatch,
     stats: &'a ShardStats,
+    warn_send: RateLimit,
 }
 
 impl UdpSink for EpollUdp<'_> {
@@ -68,13 +70,17 @@ impl UdpSink for EpollUdp<'_> {
                     );
                 }
             }
-            Err(_) => {
+            Err(e) => {
                 ShardStats::add(
                     &self.stats.drops[DropReason::IoError as usize],
                     count as u64,
                 );
+                if let Some(suppressed) = self.warn_send.check() {
+                    tracing::warn!(%dst, error = %e, suppressed, "UDP send failed");
+                }
             }
         }
+        self.stats.record_sends(calls, count);
         let fell_back = self.sock.gso_fallbacks() - before;
         ShardStats::add(&self.stats.gso_fallbacks, fell_back);
         ShardStats::add(&self.stats.udp_sends, calls as u64);
@@ -85,10 +91,14 @@ impl UdpSink for EpollUdp<'_> {
     fn send_one(&mut self, datagram: &[u8], dst: SocketAddr) {
         ShardStats::add(&self.stats.syscalls, 1);
         ShardStats::add(&self.stats.udp_sends, 1);
+        self.stats.record_sends(1, 1);
         match self.sock.send_to(datagram, dst) {
             Ok(_) => {
+                let n = datagram.len() as u64;
                 ShardStats::add(&self.stats.udp_tx_datagrams, 1);
-                ShardStats::add(&self.stats.udp_tx_bytes, datagram.len() as u64);
+                ShardStats::add(&self.stats.udp_tx_bytes, n);
+                ShardStats::add(&self.stats.udp_tx_control_datagrams, 1);
+                ShardStats::add(&self.stats.udp_tx_control_bytes, n);
             }
             Err(_) => self.stats.drop_packet(DropReason::IoError),
         }
@@ -98,13 +108,17 @@ impl UdpSink for EpollUdp<'_> {
 struct EpollTun<'a> {
     fd: BorrowedFd<'a>,
     stats: &'a ShardStats,
+    warn_write: RateLimit,
 }
 
 impl TunSink for EpollTun<'_> {
     fn write(&mut self, buf: &[u8]) {
         ShardStats::add(&self.stats.syscalls, 1);
-        if epoll::write(self.fd, buf).is_err() {
+        if let Err(e) = epoll::write(self.fd, buf) {
             self.stats.drop_packet(DropReason::IoError);
+            if let Some(suppressed) = self.warn_write.check() {
+                tracing::warn!(error = %e, suppressed, "TUN write failed");
+            }
         }
     }
 }
@@ -128,10 +142,12 @@ pub(crate) fn run(
         sock,
         batch: SendBatch::new(),
         stats: &stats,
+        warn_send: RateLimit::new(WARN_INTERVAL),
     };
     let mut tun_sink = EpollTun {
         fd: tun,
         stats: &stats,
+        warn_write: RateLimit::new(WARN_INTERVAL),
     };
     let mut read_buf = vec![0u8; TUN_READ_SIZE].into_boxed_slice();
     let mut hdrs = RecvHeaders::new(RECV_BATCH);

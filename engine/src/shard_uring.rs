@@ -32,6 +32,7 @@ use std::time::Duration;
 
 use crate::batch::{BatchLayout, MAX_GSO_BYTES, MAX_SEGMENTS};
 use crate::datapath::{Control, Datapath, TUN_READ_SIZE, TunSink, UdpSink};
+use crate::ratelog::{RateLimit, WARN_INTERVAL};
 use crate::stats::{DropReason, ShardStats};
 use crate::sys::epoll;
 use crate::sys::udp::UdpSocket;
@@ -170,6 +171,7 @@ struct UringUdp<'a> {
     cur: Current,
     layout: BatchLayout,
     private: Box<[u8]>,
+    warn_send: RateLimit,
 }
 
 impl<'a> UringUdp<'a> {
@@ -196,6 +198,7 @@ impl<'a> UringUdp<'a> {
             cur: Current::None,
             layout: BatchLayout::new(MAX_GSO_BYTES, MAX_SEGMENTS),
             private: vec![0u8; MAX_GSO_BYTES].into_boxed_slice(),
+            warn_send: RateLimit::new(WARN_INTERVAL),
         })
     }
 
@@ -239,6 +242,10 @@ impl<'a> UringUdp<'a> {
             }
         } else {
             ShardStats::add(&st.drops[DropReason::IoError as usize], m.count as u64);
+            if let Some(suppressed) = self.warn_send.check() {
+                let error = io::Error::from_raw_os_error(-c.res);
+                tracing::warn!(dst = %m.dst, %error, suppressed, "UDP send failed");
+            }
         }
         self.free.push(slot);
     }
@@ -274,6 +281,7 @@ fn send_sync(
         Err(_) => ShardStats::add(&st.drops[DropReason::IoError as usize], count as u64),
     }
     ShardStats::add(&st.gso_fallbacks, sock.gso_fallbacks() - before);
+    st.record_sends(calls, count);
     ShardStats::add(&st.udp_sends, calls as u64);
     ShardStats::add(&st.syscalls, calls as u64);
 }
@@ -340,6 +348,7 @@ impl UdpSink for UringUdp<'_> {
                         count,
                     };
                     ShardStats::add(&st.udp_sends, 1);
+                    st.record_sends(1, count);
                 } else {
                     if let Some(buf) = self.pool.buf(s) {
                         send_sync(self.sock, st, &buf[..len], seg, dst, count);
@@ -357,10 +366,14 @@ impl UdpSink for UringUdp<'_> {
         let st = self.stats;
         ShardStats::add(&st.syscalls, 1);
         ShardStats::add(&st.udp_sends, 1);
+        st.record_sends(1, 1);
         match self.sock.send_to(datagram, dst) {
             Ok(_) => {
+                let n = datagram.len() as u64;
                 ShardStats::add(&st.udp_tx_datagrams, 1);
-                ShardStats::add(&st.udp_tx_bytes, datagram.len() as u64);
+                ShardStats::add(&st.udp_tx_bytes, n);
+                ShardStats::add(&st.udp_tx_control_datagrams, 1);
+                ShardStats::add(&st.udp_tx_control_bytes, n);
             }
             Err(_) => st.drop_packet(DropReason::IoError),
         }
@@ -374,6 +387,7 @@ struct UringTun<'a> {
     stats: &'a ShardStats,
     pool: SendPool,
     free: Vec<u32>,
+    warn_write: RateLimit,
 }
 
 impl<'a> UringTun<'a> {
@@ -389,6 +403,7 @@ impl<'a> UringTun<'a> {
             stats,
             pool: SendPool::new(slots, TUN_READ_SIZE)?,
             free: (0..slots).rev().collect(),
+            warn_write: RateLimit::new(WARN_INTERVAL),
         })
     }
 
@@ -398,6 +413,10 @@ impl<'a> UringTun<'a> {
             self.free.push(slot);
             if c.res < 0 {
                 self.stats.drop_packet(DropReason::IoError);
+                if let Some(suppressed) = self.warn_write.check() {
+                    let error = io::Error::from_raw_os_error(-c.res);
+                    tracing::warn!(%error, suppressed, "TUN write failed");
+                }
             }
         }
     }

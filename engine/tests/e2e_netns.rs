@@ -332,6 +332,16 @@ fn traffic(tag: &str, net: u8, backends: [BackendChoice; 2], mib: usize) {
             "{name}: no traffic counted"
         );
         assert!(e.failed().is_none(), "{name}: {:?}", e.failed());
+        let snap = e.stats_snapshot();
+        assert!(snap.control.handshakes_completed >= 1, "{name}: {snap:?}");
+        assert_eq!(snap.peers.len(), 1);
+        assert!(snap.peers[0].last_handshake_unix_secs.is_some());
+        assert!(snap.peers[0].rx_bytes + snap.peers[0].tx_bytes > (mib << 20) as u64);
+        // Every routed byte read from the TUN went through the read-size histogram first.
+        assert!(
+            snap.total.tun_read_bytes.sum >= snap.total.tun_rx_bytes,
+            "{snap:?}"
+        );
     }
     eprintln!(
         "{tag}: {mib} MiB in {secs:.2} s = {:.2} Gb/s",

@@ -35,7 +35,28 @@ pub fn uring_tunnel_bin() -> Result<&'static Path, String> {
         }
         let root = workspace_root();
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let out = Command::new(cargo)
+        let mut cmd = Command::new(cargo);
+        // `cargo test` gives this process the variables cargo sets for a crate it compiles
+        // (CARGO_MANIFEST_DIR, CARGO_PKG_*, ...); dependencies' build scripts (ring) watch some
+        // of them, so passing them on would make this build differ from a plain
+        // `cargo build --release` and rebuild everything each time the two alternate.
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy();
+            if [
+                "CARGO_PKG_",
+                "CARGO_MANIFEST_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+                "CARGO_PRIMARY_",
+            ]
+            .iter()
+            .any(|p| k.starts_with(p))
+                || k == "OUT_DIR"
+            {
+                cmd.env_remove(k.as_ref());
+            }
+        }
+        let out = cmd
             .args([
                 "build",
                 "--release",
