@@ -95,6 +95,11 @@ impl Peer {
         self.endpoint = Some(endpoint);
     }
 
+    /// Replaces the pre-shared key (all zero = none); sessions already derived are kept.
+    pub fn set_preshared_key(&mut self, psk: PresharedKey) {
+        self.handshake.set_preshared_key(psk);
+    }
+
     /// The session to send on.
     pub fn current(&self) -> Option<&Arc<Keypair>> {
         self.current.as_ref()

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::Thread;
 use std::time::{Duration, Instant, SystemTime};
 
+use arc_swap::ArcSwap;
 use rand_core::OsRng;
 use uring_tunnel_crypto::peer::{Device, Event, PeerId as DevicePeerId};
 use uring_tunnel_crypto::transport::{
@@ -54,7 +55,7 @@ pub struct ControlPlane {
     shared: Arc<Shared>,
     /// Socket for sends from the timer thread (a shard's socket: same port, so replies come
     /// back to the reuseport group).
-    socket: Arc<UdpSocket>,
+    socket: ArcSwap<UdpSocket>,
     origin: Instant,
     timer_thread: Mutex<Option<Thread>>,
 }
@@ -76,7 +77,7 @@ impl ControlPlane {
                 load_count: 0,
             }),
             shared,
-            socket,
+            socket: ArcSwap::new(socket),
             origin,
             timer_thread: Mutex::new(None),
         }
@@ -89,6 +90,32 @@ impl ControlPlane {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on the protocol device under the control lock (configuration changes), then
+    /// publishes sessions to the shards and wakes the timer thread. `f` gets `now` and must
+    /// keep `shared.peers` indexed like the device's peer ids (store it before returning).
+    pub(crate) fn reconfigure<R>(&self, f: impl FnOnce(&mut Device, Duration) -> R) -> R {
+        let mut inner = self.lock();
+        let r = f(&mut inner.device, self.now());
+        let n = self.shared.peers.load().len();
+        if inner.synced.len() < n {
+            inner.synced.resize(n, Synced::default());
+        }
+        self.publish(&mut inner);
+        drop(inner);
+        self.wake();
+        r
+    }
+
+    /// Reads the protocol device under the control lock.
+    pub(crate) fn with_device<R>(&self, f: impl FnOnce(&Device) -> R) -> R {
+        f(&self.lock().device)
+    }
+
+    /// Replaces the socket the timer thread sends from (listen port changed).
+    pub(crate) fn set_socket(&self, socket: Arc<UdpSocket>) {
+        self.socket.store(socket);
     }
 
     /// Runs the timer loop on the current thread until `shared.stop`.
@@ -187,7 +214,7 @@ impl ControlPlane {
         }
         let transmits = inner.device.tick(now, SystemTime::now(), &mut OsRng);
         for t in &transmits {
-            let _ = self.socket.send_to(&t.datagram, t.to);
+            let _ = self.socket.load().send_to(&t.datagram, t.to);
             if let Some(Some(state)) = peers.get(t.peer.0 as usize) {
                 state.last_auth_sent.set(now);
             }
@@ -270,7 +297,7 @@ impl ControlPlane {
                     continue;
                 };
                 if let Ok(n) = kp.encapsulate(counter, &mut buf[..TRANSPORT_OVERHEAD], 0, now)
-                    && self.socket.send_to(&buf[..n], *dst).is_ok()
+                    && self.socket.load().send_to(&buf[..n], *dst).is_ok()
                 {
                     state.last_auth_sent.set(now);
                 }
@@ -288,7 +315,7 @@ impl ControlPlane {
                 };
                 if let Ok(n) =
                     kp.encapsulate_mtu(counter, &mut buf[..dlen], len, self.shared.mtu, now)
-                    && self.socket.send_to(&buf[..n], *dst).is_ok()
+                    && self.socket.load().send_to(&buf[..n], *dst).is_ok()
                 {
                     state.tx_bytes.fetch_add(len as u64, Relaxed);
                     state.last_data_sent.set(now);

@@ -7,6 +7,7 @@ pub mod control;
 pub mod datapath;
 mod engine;
 pub mod peers;
+mod reconfig;
 mod shard_epoll;
 mod shard_uring;
 pub mod stats;
@@ -15,3 +16,4 @@ pub mod sys;
 pub use engine::{
     Backend, BackendChoice, Engine, EngineConfig, EngineError, PeerSpec, probe_uring,
 };
+pub use reconfig::{ConfigError, DeviceConfig, DeviceUpdate, PeerInfo, PeerUpdate};
