@@ -4,3 +4,5 @@
 
 pub mod config;
 pub mod run;
+pub mod show;
+pub mod uapi;

@@ -139,6 +139,10 @@ pub fn run(config_path: &Path, opts: &RunOptions) -> anyhow::Result<()> {
         );
     }
 
+    // The UAPI socket first: a tunnel already running under this name fails us here, before
+    // its interface is touched; a stale socket of a killed one is replaced.
+    let uapi = crate::uapi::UapiListener::bind(&name)?;
+
     let mut tun_cfg = TunConfig::new(name.clone());
     tun_cfg.queues = shard_cpus.len();
     tun_cfg.offload = !opts.no_offload;
@@ -168,7 +172,19 @@ pub fn run(config_path: &Path, opts: &RunOptions) -> anyhow::Result<()> {
         udp_gso: !opts.no_gso,
         udp_gro: !opts.no_gro,
     };
-    let engine = Engine::start(engine_cfg, queues, caps).context("starting the engine")?;
+    let engine = Arc::new(Engine::start(engine_cfg, queues, caps).context("starting the engine")?);
+    let show_info = crate::show::ShowStatic {
+        interface: name.clone(),
+        mtu: cfg.interface.mtu,
+        caps,
+        shard_cpus: shard_cpus.clone(),
+    };
+    let uapi = uapi
+        .serve(Arc::new(crate::show::TunnelHandler::new(
+            Arc::clone(&engine),
+            show_info,
+        )))
+        .context("serving the UAPI socket")?;
     let pinned: Vec<String> = shard_cpus
         .iter()
         .map(|c| c.map_or_else(|| "-".into(), |c| c.to_string()))
@@ -210,6 +226,10 @@ pub fn run(config_path: &Path, opts: &RunOptions) -> anyhow::Result<()> {
         }
     }
     eprintln!("uring-tunnel: {name}: {}", summary(&engine));
+    uapi.stop();
+    let Ok(engine) = Arc::try_unwrap(engine) else {
+        bail!("internal: the engine is still shared after the UAPI server stopped");
+    };
     let errors = engine.stop();
     drop(dev);
     if let Some(e) = failure.or_else(|| errors.into_iter().next()) {
