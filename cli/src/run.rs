@@ -141,7 +141,14 @@ pub fn run(config_path: &Path, opts: &RunOptions) -> anyhow::Result<()> {
 
     // The UAPI socket first: a tunnel already running under this name fails us here, before
     // its interface is touched; a stale socket of a killed one is replaced.
-    let uapi = crate::uapi::UapiListener::bind(&name)?;
+    let uapi = match crate::uapi::UapiListener::bind(&name) {
+        Ok(l) => Some(l),
+        Err(e @ crate::uapi::UapiStartError::InUse(..)) => return Err(e.into()),
+        Err(e) => {
+            eprintln!("warning: {e}; `wg` and `uring-tunnel show` will not reach {name}");
+            None
+        }
+    };
 
     let mut tun_cfg = TunConfig::new(name.clone());
     tun_cfg.queues = shard_cpus.len();
@@ -179,12 +186,16 @@ pub fn run(config_path: &Path, opts: &RunOptions) -> anyhow::Result<()> {
         caps,
         shard_cpus: shard_cpus.clone(),
     };
-    let uapi = uapi
-        .serve(Arc::new(crate::show::TunnelHandler::new(
-            Arc::clone(&engine),
-            show_info,
-        )))
-        .context("serving the UAPI socket")?;
+    let uapi = match uapi {
+        Some(l) => Some(
+            l.serve(Arc::new(crate::show::TunnelHandler::new(
+                Arc::clone(&engine),
+                show_info,
+            )))
+            .context("serving the UAPI socket")?,
+        ),
+        None => None,
+    };
     let pinned: Vec<String> = shard_cpus
         .iter()
         .map(|c| c.map_or_else(|| "-".into(), |c| c.to_string()))
@@ -226,7 +237,9 @@ pub fn run(config_path: &Path, opts: &RunOptions) -> anyhow::Result<()> {
         }
     }
     eprintln!("uring-tunnel: {name}: {}", summary(&engine));
-    uapi.stop();
+    if let Some(u) = uapi {
+        u.stop();
+    }
     let Ok(engine) = Arc::try_unwrap(engine) else {
         bail!("internal: the engine is still shared after the UAPI server stopped");
     };
