@@ -340,6 +340,38 @@ fn live_reconfiguration(hub_engine: &str) {
     );
     let _ = h.m;
 
+    // New private key on the hub: sessions drop; B learns the new public key through its own
+    // UAPI and the two handshake again.
+    let (new_key, new_pub) = keypair();
+    let key_file = h.dir.write_private("hub-new.key", &new_key).unwrap();
+    let old_pub = wg(&["show", &hub_if, "public-key"])
+        .unwrap()
+        .trim()
+        .to_owned();
+    wg(&["set", &hub_if, "private-key", key_file.to_str().unwrap()]).unwrap();
+    assert_eq!(
+        wg(&["show", &hub_if, "public-key"]).unwrap().trim(),
+        new_pub
+    );
+    let b_if = format!("uab{}", h.n);
+    wg(&["set", &b_if, "peer", &old_pub, "remove"]).unwrap();
+    wg(&[
+        "set",
+        &b_if,
+        "peer",
+        &new_pub,
+        "endpoint",
+        &format!("{}:51821", h.ab.v4(1)),
+        "allowed-ips",
+        &format!("100.64.{}.0/24", h.n),
+    ])
+    .unwrap();
+    assert!(
+        pings(&h.ab.b, &h.inner(1), 3),
+        "B -> hub after the hub's key change\n{}",
+        h.hub_log()
+    );
+
     // uring-tunnel show: text and JSON, with the peers and non-zero counters.
     let text = show(&[&hub_if]).unwrap();
     for want in [
@@ -485,6 +517,11 @@ fn bad_set_is_refused_without_half_applying() {
     assert_eq!(ask("frobnicate=1\n\n"), "errno=71\n\n");
     assert_eq!(wg(&["showconf", &ifname]).unwrap(), before);
     assert!(wg(&["set", &ifname, "peer", &p, "persistent-keepalive", "7"]).is_ok());
+    // fwmark goes onto the live sockets (read back from the socket by `get`).
+    wg(&["set", &ifname, "fwmark", "0x33"]).unwrap();
+    assert_eq!(wg(&["show", &ifname, "fwmark"]).unwrap().trim(), "0x33");
+    wg(&["set", &ifname, "fwmark", "0"]).unwrap();
+    assert_eq!(wg(&["show", &ifname, "fwmark"]).unwrap().trim(), "off");
     let after = wg(&["showconf", &ifname]).unwrap();
     assert!(after.contains("PersistentKeepalive = 7"), "{after}");
     t.stop().unwrap();
