@@ -213,7 +213,8 @@ impl Engine {
     }
 
     /// Applies a change while the shards keep running. Validates everything that can fail
-    /// first; on error nothing was changed.
+    /// first; on error nothing was changed. A new listen port binds the new sockets in the
+    /// calling thread's network namespace (call it from the tunnel's namespace).
     pub fn apply(&self, update: DeviceUpdate) -> Result<(), ConfigError> {
         let mut rc = self.reconf.lock().unwrap_or_else(|e| e.into_inner());
         let rc = &mut *rc;
