@@ -483,8 +483,6 @@ impl UapiServer {
     fn shutdown(&mut self) {
         let Some(t) = self.thread.take() else { return };
         self.stop.store(true, Ordering::Release);
-        // Wake the blocking accept.
-        let _ = UnixStream::connect(&self.file.path);
         let _ = t.join();
     }
 }
@@ -495,13 +493,26 @@ impl Drop for UapiServer {
     }
 }
 
+/// How often the accept loop looks at its stop flag.
+const ACCEPT_POLL: Duration = Duration::from_millis(50);
+
+/// Accepts (non-blocking, polled every [`ACCEPT_POLL`], so a stop is seen even if the socket
+/// file was removed by someone else) and serves one connection at a time.
 fn serve(listener: &UnixListener, handler: &dyn Handler, stop: &AtomicBool) {
-    for conn in listener.incoming() {
-        if stop.load(Ordering::Acquire) {
-            return;
-        }
-        if let Ok(conn) = conn {
-            let _ = handle_conn(conn, handler);
+    if listener.set_nonblocking(true).is_err() {
+        return;
+    }
+    while !stop.load(Ordering::Acquire) {
+        match listener.accept() {
+            Ok((conn, _)) => {
+                if conn.set_nonblocking(false).is_ok() {
+                    let _ = handle_conn(conn, handler);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(ACCEPT_POLL),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // e.g. EMFILE: back off instead of spinning.
+            Err(_) => std::thread::sleep(ACCEPT_POLL),
         }
     }
 }
@@ -812,6 +823,20 @@ mod tests {
         let path = server.path().to_owned();
         server.stop();
         assert!(!path.exists(), "socket removed at shutdown");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn server_stops_even_if_its_socket_file_was_removed() {
+        let dir = std::env::temp_dir().join(format!("uapi-test2-{}", std::process::id()));
+        let fake = Arc::new(Fake {
+            sets: std::sync::Mutex::new(Vec::new()),
+        });
+        let server = UapiServer::start_in(&dir, "utest1", fake).unwrap();
+        std::fs::remove_file(server.path()).unwrap();
+        let t = Instant::now();
+        server.stop();
+        assert!(t.elapsed() < Duration::from_secs(2));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
