@@ -374,6 +374,7 @@ fn live_reconfiguration(hub_engine: &str) {
 
     // uring-tunnel show: text and JSON, with the peers and non-zero counters.
     let text = show(&[&hub_if]).unwrap();
+    eprintln!("{text}");
     for want in [
         format!("interface: {hub_if}"),
         format!("peer: {}", h.pb),
