@@ -6,3 +6,5 @@ pub mod config;
 pub mod logging;
 pub mod metrics;
 pub mod run;
+pub mod show;
+pub mod uapi;

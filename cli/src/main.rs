@@ -82,6 +82,20 @@ enum Command {
         #[arg(long, value_name = "LEVEL", default_value = "info")]
         log_level: LogLevel,
     },
+    /// Show running tunnels: what `wg show` prints plus the engine (backend, offloads,
+    /// per-shard counters, coalescing, syscalls per packet, drops by reason).
+    ///
+    /// Asks the tunnel over its UAPI socket (/var/run/wireguard/INTERFACE.sock). Without
+    /// INTERFACE, every uring-tunnel socket there. `wg show` works on the same sockets.
+    ///
+    /// Example: `uring-tunnel show wg0 --json`
+    Show {
+        /// Interface name (default: all running uring-tunnel interfaces).
+        interface: Option<String>,
+        /// Print JSON (an object for one interface, an array without INTERFACE).
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a wg-quick configuration file and print what is wrong with it, if anything.
     ///
     /// Exits 0 when the file is usable; warnings for ignored wg-quick keys go to stderr.
@@ -189,6 +203,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 metrics,
             };
             uring_tunnel::run::run(&config, &opts)?;
+        }
+        Command::Show { interface, json } => {
+            let out = uring_tunnel::show::run_show(interface.as_deref(), json)?;
+            print!("{out}");
         }
         Command::Check { config } => {
             let cfg = config::Config::load(&config)?;

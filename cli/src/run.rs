@@ -141,6 +141,17 @@ pub fn run(config_path: &Path, opts: &RunOptions) -> anyhow::Result<()> {
         );
     }
 
+    // The UAPI socket first: a tunnel already running under this name fails us here, before
+    // its interface is touched; a stale socket of a killed one is replaced.
+    let uapi = match crate::uapi::UapiListener::bind(&name) {
+        Ok(l) => Some(l),
+        Err(e @ crate::uapi::UapiStartError::InUse(..)) => return Err(e.into()),
+        Err(e) => {
+            eprintln!("warning: {e}; `wg` and `uring-tunnel show` will not reach {name}");
+            None
+        }
+    };
+
     let mut tun_cfg = TunConfig::new(name.clone());
     tun_cfg.queues = shard_cpus.len();
     tun_cfg.offload = !opts.no_offload;
@@ -173,7 +184,7 @@ pub fn run(config_path: &Path, opts: &RunOptions) -> anyhow::Result<()> {
     // Every log line of the tunnel's threads carries interface=NAME (and shard=N on shards).
     let span = tracing::info_span!("tunnel", interface = %name);
     let _entered = span.enter();
-    let engine = Engine::start(engine_cfg, queues, caps).context("starting the engine")?;
+    let engine = Arc::new(Engine::start(engine_cfg, queues, caps).context("starting the engine")?);
     let _metrics = match opts.metrics {
         Some(addr) => {
             let info = crate::metrics::MetricsInfo {
@@ -196,11 +207,29 @@ pub fn run(config_path: &Path, opts: &RunOptions) -> anyhow::Result<()> {
                     Some(srv)
                 }
                 Err(e) => {
-                    engine.stop();
+                    if let Ok(engine) = Arc::try_unwrap(engine) {
+                        engine.stop();
+                    }
                     return Err(e).with_context(|| format!("--metrics {addr}"));
                 }
             }
         }
+        None => None,
+    };
+    let show_info = crate::show::ShowStatic {
+        interface: name.clone(),
+        mtu: cfg.interface.mtu,
+        caps,
+        shard_cpus: shard_cpus.clone(),
+    };
+    let uapi = match uapi {
+        Some(l) => Some(
+            l.serve(Arc::new(crate::show::TunnelHandler::new(
+                Arc::clone(&engine),
+                show_info,
+            )))
+            .context("serving the UAPI socket")?,
+        ),
         None => None,
     };
     let pinned: Vec<String> = shard_cpus
@@ -244,6 +273,12 @@ pub fn run(config_path: &Path, opts: &RunOptions) -> anyhow::Result<()> {
         }
     }
     eprintln!("uring-tunnel: {name}: {}", summary(&engine));
+    if let Some(u) = uapi {
+        u.stop();
+    }
+    let Ok(engine) = Arc::try_unwrap(engine) else {
+        bail!("internal: the engine is still shared after the UAPI server stopped");
+    };
     let errors = engine.stop();
     drop(dev);
     if let Some(e) = failure.or_else(|| errors.into_iter().next()) {

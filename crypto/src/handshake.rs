@@ -271,6 +271,11 @@ impl Handshake {
         self.psk = psk;
     }
 
+    /// The pre-shared key (all zero when none).
+    pub fn preshared_key(&self) -> &PresharedKey {
+        &self.psk
+    }
+
     /// The MAC generator for messages to this peer (holds its cookie).
     pub fn macs(&self) -> &MacGenerator {
         &self.macs

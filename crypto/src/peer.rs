@@ -95,6 +95,11 @@ impl Peer {
         self.endpoint = Some(endpoint);
     }
 
+    /// Replaces the pre-shared key (all zero = none); sessions already derived are kept.
+    pub fn set_preshared_key(&mut self, psk: PresharedKey) {
+        self.handshake.set_preshared_key(psk);
+    }
+
     /// The session to send on.
     pub fn current(&self) -> Option<&Arc<Keypair>> {
         self.current.as_ref()
@@ -213,12 +218,42 @@ pub struct Transmit {
     pub datagram: Vec<u8>,
 }
 
+/// Peers by id; a removed peer leaves an empty slot so ids stay stable (never reused).
+#[derive(Debug, Default)]
+struct PeerSlots(Vec<Option<Peer>>);
+
+impl PeerSlots {
+    fn get(&self, i: usize) -> Option<&Peer> {
+        self.0.get(i).and_then(Option::as_ref)
+    }
+
+    fn get_mut(&mut self, i: usize) -> Option<&mut Peer> {
+        self.0.get_mut(i).and_then(Option::as_mut)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn push(&mut self, p: Peer) {
+        self.0.push(Some(p));
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Peer> {
+        self.0.iter().flatten()
+    }
+
+    fn take(&mut self, i: usize) -> Option<Peer> {
+        self.0.get_mut(i).and_then(Option::take)
+    }
+}
+
 /// Our static identity, the peers and the index table.
 #[derive(Debug)]
 pub struct Device {
     local: LocalStatic,
     checker: CookieChecker,
-    peers: Vec<Peer>,
+    peers: PeerSlots,
     by_key: HashMap<PublicKey, PeerId>,
     indices: HashMap<u32, IndexEntry>,
     timer_config: TimerConfig,
@@ -232,7 +267,7 @@ impl Device {
         Self {
             local,
             checker,
-            peers: Vec::new(),
+            peers: PeerSlots::default(),
             by_key: HashMap::new(),
             indices: HashMap::new(),
             timer_config,
@@ -277,6 +312,54 @@ impl Device {
         });
         self.by_key.insert(config.public_key, id);
         Ok(id)
+    }
+
+    /// Removes a peer: its sessions, pending handshakes and indices go at once (packets on
+    /// them are then `UnknownIndex`). Its id is never reused. `UnknownPeer` if there is none.
+    pub fn remove_peer(&mut self, id: PeerId) -> Result<(), Error> {
+        let peer = self.peers.take(id.0 as usize).ok_or(Error::UnknownPeer)?;
+        self.by_key.remove(peer.public_key());
+        self.indices.retain(|_, e| match e {
+            IndexEntry::Handshake(p) | IndexEntry::Session(p, _) => *p != id,
+        });
+        Ok(())
+    }
+
+    /// Replaces our static private key. Every session and pending handshake is dropped (they
+    /// were derived from the old key) and each peer's handshake state is rebuilt; timers are
+    /// told to initiate anew. A peer whose public key equals the new public key is removed
+    /// (it would be ourselves); its id is returned. Cookie secrets follow the new key.
+    pub fn set_private_key(&mut self, secret: StaticSecret, now: Duration) -> Vec<PeerId> {
+        let local = LocalStatic::new(secret);
+        let mut removed = Vec::new();
+        let ids: Vec<PeerId> = self.peers.iter().map(|p| p.id).collect();
+        for id in ids {
+            let Some(p) = self.peers.get_mut(id.0 as usize) else {
+                continue;
+            };
+            let remote = *p.public_key();
+            let psk = p.handshake.preshared_key().clone();
+            match Handshake::new(&local, remote, psk) {
+                Ok(h) if &remote != local.public_key() => {
+                    p.handshake = h;
+                    p.current = None;
+                    p.previous = None;
+                    p.next = None;
+                    if p.endpoint.is_some() {
+                        p.timers.request_handshake(now);
+                    }
+                }
+                _ => {
+                    self.peers.take(id.0 as usize);
+                    self.by_key.remove(&remote);
+                    removed.push(id);
+                }
+            }
+        }
+        self.indices.clear();
+        self.checker = CookieChecker::new(local.public_key());
+        self.local = local;
+        removed
     }
 
     /// The peer with this id.

@@ -484,3 +484,115 @@ fn late_response_to_a_replaced_initiation_is_refused() {
         Error::UnknownIndex
     );
 }
+
+#[test]
+fn removed_peer_loses_sessions_and_indices() {
+    let mut net = Net::new(40, false);
+    net.handshake(true);
+    exchange_both_ways(&mut net, true);
+    let d = net.seal(true, b"in flight").unwrap();
+    assert!(net.b.dev.index_count() > 0);
+    let peer = net.b.peer;
+    let key = *net.b.dev.peer(peer).unwrap().public_key();
+    net.b.dev.remove_peer(peer).unwrap();
+    assert_eq!(net.b.dev.index_count(), 0);
+    assert!(net.b.dev.peer(peer).is_none());
+    assert_eq!(net.b.dev.peer_by_key(&key), None);
+    assert_eq!(net.b.dev.peers().count(), 0);
+    assert_eq!(net.b.dev.remove_peer(peer), Err(Error::UnknownPeer));
+    let mut buf = d.clone();
+    let now = net.now;
+    let src = net.a.addr;
+    assert_eq!(
+        net.b.dev.decapsulate(&mut buf, src, now).unwrap_err(),
+        Error::UnknownIndex
+    );
+    // Its initiations are now from an unknown key.
+    let init = net.initiation(true);
+    assert_eq!(
+        net.deliver_handshake(true, &init, None, false).unwrap_err(),
+        Error::UnknownPeer
+    );
+    // Re-added, it gets a fresh id and works again.
+    let id = net
+        .b
+        .dev
+        .add_peer(
+            PeerConfig {
+                endpoint: Some(net.a.addr),
+                ..PeerConfig::new(key)
+            },
+            now,
+        )
+        .unwrap();
+    assert_ne!(id, peer);
+    net.b.peer = id;
+    net.handshake(true);
+    exchange_both_ways(&mut net, true);
+}
+
+#[test]
+fn new_private_key_drops_sessions_and_handshakes_with_the_new_key() {
+    let mut net = Net::new(41, true);
+    net.handshake(true);
+    exchange_both_ways(&mut net, true);
+    let psk = net
+        .a
+        .dev
+        .peer(net.a.peer)
+        .unwrap()
+        .handshake()
+        .preshared_key()
+        .clone();
+    let new = StaticSecret::generate(&mut net.rng);
+    let new_pub = new.public_key();
+    let now = net.now;
+    assert!(net.a.dev.set_private_key(new, now).is_empty());
+    assert_eq!(net.a.dev.public_key(), &new_pub);
+    assert_eq!(net.a.dev.index_count(), 0);
+    assert_eq!(net.seal(true, b"x").unwrap_err(), Error::NoSession);
+    // The PSK survived the rebuild.
+    assert_eq!(
+        net.a
+            .dev
+            .peer(net.a.peer)
+            .unwrap()
+            .handshake()
+            .preshared_key(),
+        &psk
+    );
+    // B still knows A by the old key: A's initiation is refused until B learns the new one.
+    let init = net.initiation(true);
+    assert!(net.deliver_handshake(true, &init, None, false).is_err());
+    let now = net.now;
+    net.b.dev.remove_peer(net.b.peer).unwrap();
+    net.b.peer = net
+        .b
+        .dev
+        .add_peer(
+            PeerConfig {
+                preshared_key: psk,
+                endpoint: Some(net.a.addr),
+                ..PeerConfig::new(new_pub)
+            },
+            now,
+        )
+        .unwrap();
+    net.advance(Duration::from_secs(1));
+    net.handshake(true);
+    exchange_both_ways(&mut net, true);
+}
+
+#[test]
+fn private_key_equal_to_a_peer_removes_that_peer() {
+    let mut rng = ChaCha20Rng::seed_from_u64(42);
+    let ka = StaticSecret::generate(&mut rng);
+    let kb = StaticSecret::generate(&mut rng);
+    let kb2 = StaticSecret::from_bytes(*kb.to_bytes());
+    let now = Duration::from_secs(1);
+    let mut dev = Device::new(ka, TimerConfig::default());
+    let id = dev.add_peer(PeerConfig::new(kb.public_key()), now).unwrap();
+    assert_eq!(dev.set_private_key(kb2, now), vec![id]);
+    assert_eq!(dev.peers().count(), 0);
+    assert_eq!(dev.peer_by_key(&kb.public_key()), None);
+}

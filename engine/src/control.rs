@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::Thread;
 use std::time::{Duration, Instant, SystemTime};
 
+use arc_swap::ArcSwap;
 use rand_core::OsRng;
 use uring_tunnel_crypto::messages::{MessageType, classify};
 use uring_tunnel_crypto::peer::{Device, Event, PeerId as DevicePeerId};
@@ -61,7 +62,7 @@ pub struct ControlPlane {
     shared: Arc<Shared>,
     /// Socket for sends from the timer thread (a shard's socket: same port, so replies come
     /// back to the reuseport group).
-    socket: Arc<UdpSocket>,
+    socket: ArcSwap<UdpSocket>,
     origin: Instant,
     timer_thread: Mutex<Option<Thread>>,
     stats: ControlStats,
@@ -87,7 +88,7 @@ impl ControlPlane {
             }),
             stats: ControlStats::default(),
             shared,
-            socket,
+            socket: ArcSwap::new(socket),
             origin,
             timer_thread: Mutex::new(None),
         }
@@ -111,7 +112,7 @@ impl ControlPlane {
 
     /// Sends a datagram from the control plane and counts it.
     fn send(&self, datagram: &[u8], to: SocketAddr) -> bool {
-        match self.socket.send_to(datagram, to) {
+        match self.socket.load().send_to(datagram, to) {
             Ok(_) => {
                 ControlStats::inc(&self.stats.tx_datagrams);
                 self.stats
@@ -129,6 +130,32 @@ impl ControlPlane {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on the protocol device under the control lock (configuration changes), then
+    /// publishes sessions to the shards and wakes the timer thread. `f` gets `now` and must
+    /// keep `shared.peers` indexed like the device's peer ids (store it before returning).
+    pub(crate) fn reconfigure<R>(&self, f: impl FnOnce(&mut Device, Duration) -> R) -> R {
+        let mut inner = self.lock();
+        let r = f(&mut inner.device, self.now());
+        let n = self.shared.peers.load().len();
+        if inner.synced.len() < n {
+            inner.synced.resize(n, Synced::default());
+        }
+        self.publish(&mut inner);
+        drop(inner);
+        self.wake();
+        r
+    }
+
+    /// Reads the protocol device under the control lock.
+    pub(crate) fn with_device<R>(&self, f: impl FnOnce(&Device) -> R) -> R {
+        f(&self.lock().device)
+    }
+
+    /// Replaces the socket the timer thread sends from (listen port changed).
+    pub(crate) fn set_socket(&self, socket: Arc<UdpSocket>) {
+        self.socket.store(socket);
     }
 
     /// Runs the timer loop on the current thread until `shared.stop`.

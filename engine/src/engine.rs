@@ -2,7 +2,10 @@
 
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicBool, Ordering::Release};
+use std::sync::atomic::{
+    AtomicBool,
+    Ordering::{Acquire, Release},
+};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -132,14 +135,19 @@ pub enum EngineError {
 /// A running tunnel: shard threads plus the timer thread.
 #[derive(Debug)]
 pub struct Engine {
-    shared: Arc<Shared>,
-    control: Arc<ControlPlane>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) control: Arc<ControlPlane>,
     stats: Vec<Arc<ShardStats>>,
     threads: Vec<JoinHandle<()>>,
     backend: Backend,
     backend_note: String,
-    local: SocketAddr,
-    sockets: Vec<Arc<UdpSocket>>,
+    /// The shard sockets, one per shard; replaced as a whole when the listen port changes.
+    pub(crate) sockets: Arc<ArcSwap<Vec<Arc<UdpSocket>>>>,
+    /// Per shard: leave the shard loop (stop, or re-enter it with a new socket).
+    pub(crate) leaves: Arc<Vec<AtomicBool>>,
+    pub(crate) origin: Instant,
+    /// What live reconfiguration needs beyond the device (serialises changes).
+    pub(crate) reconf: Mutex<crate::reconfig::ReconfState>,
     errors: Arc<Mutex<Vec<String>>>,
 }
 
@@ -172,6 +180,7 @@ impl Engine {
             },
         };
         let origin = Instant::now();
+        let private_copy = StaticSecret::from_bytes(*cfg.private_key.to_bytes());
         let mut device = Device::new(cfg.private_key, cfg.timers);
         let mut allowed = AllowedIpsBuilder::new();
         let mut states = Vec::with_capacity(cfg.peers.len());
@@ -220,8 +229,15 @@ impl Engine {
                 s.disable_gso();
             }
         }
-        let kept_sockets = sockets.clone();
-        let local = sockets[0].local_addr();
+        let sockets_swap = Arc::new(ArcSwap::from_pointee(sockets.clone()));
+        let leaves: Arc<Vec<AtomicBool>> =
+            Arc::new((0..shards).map(|_| AtomicBool::new(false)).collect());
+        let reconf = crate::reconfig::ReconfState {
+            private_key: private_copy,
+            allowed,
+            udp_cfg: udp_cfg.clone(),
+            udp_gso: cfg.udp_gso,
+        };
         let control = Arc::new(ControlPlane::new(
             device,
             Arc::clone(&shared),
@@ -231,9 +247,8 @@ impl Engine {
         let errors = Arc::new(Mutex::new(Vec::new()));
         let mut stats = Vec::with_capacity(shards);
         let mut threads = Vec::with_capacity(shards + 1);
-        for (i, ((queue, sock), cpu)) in queues
+        for (i, (queue, cpu)) in queues
             .into_iter()
-            .zip(sockets)
             .zip(
                 cfg.shard_cpus
                     .iter()
@@ -247,6 +262,8 @@ impl Engine {
             let shared = Arc::clone(&shared);
             let control = Arc::clone(&control);
             let errors = Arc::clone(&errors);
+            let sockets = Arc::clone(&sockets_swap);
+            let leaves = Arc::clone(&leaves);
             let gro = caps.gro_config();
             // Log lines of the shard carry shard=i inside the caller's span (e.g. interface).
             let span = tracing::info_span!("shard", shard = i);
@@ -266,29 +283,44 @@ impl Engine {
                         return;
                     }
                     let clock = || origin.elapsed();
-                    let res = match backend {
-                        Backend::Epoll => crate::shard_epoll::run(
-                            &mut dp,
-                            queue.as_fd(),
-                            &sock,
-                            &*control,
-                            &clock,
-                            &shared.stop,
-                        ),
-                        // The ring is created inside, on this (pinned) thread.
-                        Backend::Uring => crate::shard_uring::run(
-                            &mut dp,
-                            queue.as_fd(),
-                            &sock,
-                            &*control,
-                            &clock,
-                            &shared.stop,
-                            crate::shard_uring::Params::default(),
-                        ),
-                    };
-                    if let Err(e) = res {
-                        push_err(&errors, format!("shard {i}: {e}"));
-                        shared.stop.store(true, Release);
+                    let leave = &leaves[i];
+                    // The loop is left on stop, or to re-enter it with a new socket (listen
+                    // port changed). `leave` is cleared before `stop` is read, and `stop` is
+                    // set before `leave`, so a stop is never missed.
+                    loop {
+                        leave.store(false, Release);
+                        if shared.stop.load(Acquire) {
+                            break;
+                        }
+                        let sock = Arc::clone(&sockets.load()[i]);
+                        let res = match backend {
+                            Backend::Epoll => crate::shard_epoll::run(
+                                &mut dp,
+                                queue.as_fd(),
+                                &sock,
+                                &*control,
+                                &clock,
+                                leave,
+                            ),
+                            // The ring is created inside, on this (pinned) thread.
+                            Backend::Uring => crate::shard_uring::run(
+                                &mut dp,
+                                queue.as_fd(),
+                                &sock,
+                                &*control,
+                                &clock,
+                                leave,
+                                crate::shard_uring::Params::default(),
+                            ),
+                        };
+                        if let Err(e) = res {
+                            push_err(&errors, format!("shard {i}: {e}"));
+                            shared.stop.store(true, Release);
+                            for l in leaves.iter() {
+                                l.store(true, Release);
+                            }
+                            break;
+                        }
                     }
                 })
                 .map_err(|source| EngineError::Io {
@@ -325,8 +357,10 @@ impl Engine {
             threads,
             backend,
             backend_note,
-            local,
-            sockets: kept_sockets,
+            sockets: sockets_swap,
+            leaves,
+            origin,
+            reconf: Mutex::new(reconf),
             errors,
         })
     }
@@ -334,12 +368,12 @@ impl Engine {
     /// Whether every shard socket still sends with UDP GSO (false once the kernel refused it
     /// with `EIO`, or when it was switched off).
     pub fn udp_gso(&self) -> bool {
-        self.sockets.iter().all(|s| s.gso_enabled())
+        self.sockets.load().iter().all(|s| s.gso_enabled())
     }
 
     /// Whether the kernel granted UDP GRO on the shard sockets.
     pub fn udp_gro(&self) -> bool {
-        self.sockets.iter().all(|s| s.info().gro)
+        self.sockets.load().iter().all(|s| s.info().gro)
     }
 
     /// The backend in use.
@@ -355,7 +389,7 @@ impl Engine {
 
     /// The bound UDP address (port chosen by the kernel when the config said 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local
+        self.sockets.load()[0].local_addr()
     }
 
     /// Per-shard counters.
@@ -395,6 +429,9 @@ impl Engine {
     /// Stops all threads and waits for them. Returns the errors they reported.
     pub fn stop(self) -> Vec<String> {
         self.shared.stop.store(true, Release);
+        for l in self.leaves.iter() {
+            l.store(true, Release);
+        }
         self.control.wake();
         for t in self.threads {
             let _ = t.join();

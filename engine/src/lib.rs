@@ -8,6 +8,7 @@ pub mod datapath;
 mod engine;
 pub mod peers;
 pub mod ratelog;
+mod reconfig;
 mod shard_epoll;
 mod shard_uring;
 pub mod stats;
@@ -16,3 +17,4 @@ pub mod sys;
 pub use engine::{
     Backend, BackendChoice, Engine, EngineConfig, EngineError, PeerSpec, probe_uring,
 };
+pub use reconfig::{ConfigError, DeviceConfig, DeviceUpdate, PeerInfo, PeerUpdate};

@@ -416,3 +416,115 @@ fn io_uring_disabled_falls_back_to_epoll() {
     let (sent, got, n) = tcp_transfer(&pair, 4 << 20);
     assert_eq!((n, sent), (4 << 20, got));
 }
+
+/// Whether 3 echoes come back (a bounded wait: `-w 6`).
+fn ping_ok(pair: &Pair, from: usize) -> bool {
+    let to = pair.overlay(1 - from).to_string();
+    Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &pair.ns[from],
+            "ping",
+            "-c",
+            "3",
+            "-i",
+            "0.2",
+        ])
+        .args(["-W", "2", "-w", "6", &to])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+/// Live reconfiguration on a running engine: the snapshot, a new listen port (the shards
+/// re-enter their loops on new sockets and the peer roams to them), allowed IPs replaced and
+/// restored, a refused change that leaves everything as it was, and peer removal.
+#[test]
+fn live_reconfiguration_of_a_running_engine() {
+    use uring_tunnel_engine::{ConfigError, DeviceUpdate, PeerUpdate};
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !root_with_tools("rc", &["ip", "ping"]) {
+        return;
+    }
+    let pair = Pair::new("rc", 64);
+    let k = keys();
+    let a = start(&pair, 0, &k, BackendChoice::Uring).unwrap();
+    let b = start(&pair, 1, &k, BackendChoice::Epoll).unwrap();
+    ping(&pair, 0);
+    ping(&pair, 1);
+    let ea = a.engine();
+    let cfg = ea.config();
+    assert_eq!(cfg.listen_port, PORT);
+    assert_eq!(cfg.public_key, k.public[0]);
+    assert_eq!(cfg.peers.len(), 1);
+    let p = &cfg.peers[0];
+    assert_eq!(p.public_key, k.public[1]);
+    assert!(
+        p.last_handshake.is_some() && p.rx_bytes > 0 && p.tx_bytes > 0,
+        "{p:?}"
+    );
+    assert_eq!(p.allowed_ips.len(), 1);
+
+    // New port: bound in A's namespace (the caller's), shards move, B roams to it.
+    pair.in_ns(0, || {
+        ea.apply(DeviceUpdate {
+            listen_port: Some(PORT + 10),
+            ..DeviceUpdate::default()
+        })
+    })
+    .unwrap();
+    assert_eq!(ea.local_addr().port(), PORT + 10);
+    assert_eq!(ea.config().listen_port, PORT + 10);
+    ping(&pair, 1);
+    ping(&pair, 0);
+    let b_sees = b.engine().config().peers[0].endpoint;
+    assert_eq!(b_sees.map(|e| e.port()), Some(PORT + 10), "B did not roam");
+    let old_port_free = pair.in_ns(0, || std::net::UdpSocket::bind(("0.0.0.0", PORT)).is_ok());
+    assert!(old_port_free, "old port still bound");
+
+    // A refused change (a low-order peer key) changes nothing, not even the part before it.
+    let err = ea
+        .apply(DeviceUpdate {
+            fwmark: Some(Some(7)),
+            peers: vec![PeerUpdate::new(PublicKey::from_bytes([0; 32]))],
+            ..DeviceUpdate::default()
+        })
+        .unwrap_err();
+    assert!(matches!(err, ConfigError::InvalidPeerKey(_)), "{err}");
+    assert_eq!(ea.config().fwmark, None);
+    assert_eq!(ea.config().peers.len(), 1);
+
+    // No allowed IPs: A has no route to B any more; restored, traffic flows again.
+    let mut u = PeerUpdate::new(k.public[1]);
+    u.replace_allowed_ips = true;
+    ea.apply(DeviceUpdate {
+        peers: vec![u],
+        ..DeviceUpdate::default()
+    })
+    .unwrap();
+    assert!(ea.config().peers[0].allowed_ips.is_empty());
+    assert!(!ping_ok(&pair, 0), "ping went through without allowed IPs");
+    let mut u = PeerUpdate::new(k.public[1]);
+    u.allowed_ips = vec![format!("{}/32", pair.overlay(1)).parse().unwrap()];
+    ea.apply(DeviceUpdate {
+        peers: vec![u],
+        ..DeviceUpdate::default()
+    })
+    .unwrap();
+    ping(&pair, 0);
+
+    // Removed: no peer, no sessions, traffic stops both ways.
+    let mut u = PeerUpdate::new(k.public[1]);
+    u.remove = true;
+    ea.apply(DeviceUpdate {
+        peers: vec![u],
+        ..DeviceUpdate::default()
+    })
+    .unwrap();
+    assert!(ea.config().peers.is_empty());
+    assert!(ea.shared().indices.load().is_empty(), "sessions left");
+    assert!(!ping_ok(&pair, 1), "B still reaches A after removal");
+    assert!(ea.failed().is_none() && b.engine().failed().is_none());
+}

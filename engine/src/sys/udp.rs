@@ -255,6 +255,16 @@ impl UdpSocket {
         })
     }
 
+    /// Sets `SO_MARK` on the live socket (0 clears it; needs `CAP_NET_ADMIN`).
+    pub fn set_fwmark(&self, mark: u32) -> io::Result<()> {
+        setsockopt(self.fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_MARK, mark)
+    }
+
+    /// The socket's current `SO_MARK` (0 = none).
+    pub fn fwmark(&self) -> io::Result<u32> {
+        getsockopt_int(self.fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_MARK).map(|v| v as u32)
+    }
+
     /// Binds `n` sockets to the same port with `SO_REUSEPORT`, one per shard. With `port` 0 the
     /// first socket picks the port and the others join it. The kernel then steers each remote
     /// 4-tuple to one socket.
