@@ -654,7 +654,7 @@ impl Report {
         let colors = [
             "#888888", "#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
         ];
-        let panel_h = 40.0 + BAR_H * 1.3 * self.rows.len() as f64 + 10.0;
+        let panel_h = (40.0 + BAR_H * 1.3 * self.rows.len() as f64 + 10.0).round();
         let ncols = 2usize;
         let nrows = self.plan.tests.len().div_ceil(ncols);
         let h = 40.0 + panel_h * nrows as f64;
@@ -703,7 +703,7 @@ impl Report {
                 .max(1e-9);
             let bar_w = PANEL_W - LABEL_W - 70.0;
             for (j, a) in aggs.iter().enumerate() {
-                let y = y0 + 28.0 + j as f64 * BAR_H * 1.3;
+                let y = ((y0 + 28.0 + j as f64 * BAR_H * 1.3) * 10.0).round() / 10.0;
                 let color =
                     colors[self.rows.iter().position(|r| *r == a.row).unwrap_or(0) % colors.len()];
                 let _ = writeln!(

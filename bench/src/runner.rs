@@ -105,6 +105,47 @@ fn rows(plan: &Plan) -> (Vec<RowKind>, Vec<Absent>) {
     (rows, absent)
 }
 
+/// Set by SIGINT/SIGTERM: the run stops at the next check and everything is torn down by the
+/// guards' `Drop` (namespaces, processes, UAPI sockets, keys).
+static INTERRUPTED: std::sync::OnceLock<std::sync::Arc<std::sync::atomic::AtomicBool>> =
+    std::sync::OnceLock::new();
+
+fn interrupted() -> bool {
+    INTERRUPTED
+        .get()
+        .is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+fn check_interrupt() -> Result<()> {
+    if interrupted() {
+        Err(BenchError::Setup("interrupted by a signal".into()))
+    } else {
+        Ok(())
+    }
+}
+
+/// Sleeps, waking every 50 ms to notice a signal.
+fn sleep_checked(d: Duration) -> Result<()> {
+    let end = Instant::now() + d;
+    loop {
+        check_interrupt()?;
+        let now = Instant::now();
+        if now >= end {
+            return Ok(());
+        }
+        std::thread::sleep((end - now).min(Duration::from_millis(50)));
+    }
+}
+
+fn install_signal_flag() -> Result<()> {
+    let flag = INTERRUPTED.get_or_init(Default::default);
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, std::sync::Arc::clone(flag))
+            .map_err(BenchError::io("installing signal handlers"))?;
+    }
+    Ok(())
+}
+
 fn require_env() -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
         return Err(BenchError::Setup(
@@ -130,6 +171,7 @@ fn require_env() -> Result<()> {
 pub fn run_bench(args: &BenchArgs, exe: &Path, progress: &mut dyn FnMut(&str)) -> Result<Report> {
     let plan = args.plan()?;
     require_env()?;
+    install_signal_flag()?;
     let (mut rows, mut absent) = rows(&plan);
     if rows.iter().any(|r| matches!(r, RowKind::Peer(_))) && which("wg").is_none() {
         for r in rows.iter().filter(|r| matches!(r, RowKind::Peer(_))) {
@@ -151,6 +193,7 @@ pub fn run_bench(args: &BenchArgs, exe: &Path, progress: &mut dyn FnMut(&str)) -
     for &test in &plan.tests {
         for rep in 0..plan.reps {
             for &row in &rows {
+                check_interrupt()?;
                 i += 1;
                 let tag = format!("{test}-{row}-{rep}");
                 progress(&format!(
@@ -367,11 +410,11 @@ fn measure(
         return Ok(());
     }
 
-    std::thread::sleep(plan.warmup);
+    sleep_checked(plan.warmup)?;
     let s0 = sink.mark()?;
     let c0 = cpu_point(pair, generator.pid(), sink.pid());
     let g0 = generator.mark()?;
-    std::thread::sleep(plan.duration);
+    sleep_checked(plan.duration)?;
     let s1 = sink.mark()?;
     let c1 = cpu_point(pair, generator.pid(), sink.pid());
     let g1 = generator.mark()?;
