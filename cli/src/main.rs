@@ -167,8 +167,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench(args) => {
             let exe = std::env::current_exe().context("locating the uring-tunnel binary")?;
+            // On a terminal the "..." line of a running test is overwritten by its result.
+            let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
             let report = uring_tunnel_bench::run_bench(&args, &exe, &mut |line| {
-                eprintln!("bench: {line}");
+                if !tty {
+                    eprintln!("bench: {line}");
+                } else if line.ends_with("...") {
+                    eprint!("\r\x1b[Kbench: {line}");
+                } else {
+                    eprintln!("\r\x1b[Kbench: {line}");
+                }
             })?;
             print!("{}", report.markdown());
             eprintln!(
