@@ -153,15 +153,10 @@ fn require_env() -> Result<()> {
                 .into(),
         ));
     }
-    for tool in ["ip", "wg"] {
-        if tool == "wg" {
-            continue;
-        }
-        if which(tool).is_none() {
-            return Err(BenchError::Setup(format!(
-                "`{tool}` is not on PATH (Debian package iproute2)"
-            )));
-        }
+    if which("ip").is_none() {
+        return Err(BenchError::Setup(
+            "`ip` is not on PATH (Debian package iproute2)".into(),
+        ));
     }
     Ok(())
 }
