@@ -96,6 +96,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Benchmark uring-tunnel (io_uring and epoll) against bare veth and other WireGuard
+    /// implementations, in network namespaces it creates. Needs root.
+    ///
+    /// Prints a Markdown table on stdout and writes results.json, results.md and chart.svg to
+    /// --out; a progress line per test goes to stderr. `--quick` takes under a minute.
+    ///
+    /// Example: `sudo uring-tunnel bench --quick`
+    Bench(uring_tunnel_bench::BenchArgs),
+    /// Traffic generator of `bench` (internal).
+    #[command(hide = true)]
+    BenchGen(uring_tunnel_bench::GenArgs),
+    /// Traffic sink of `bench` (internal).
+    #[command(hide = true)]
+    BenchSink(uring_tunnel_bench::SinkArgs),
     /// Check a wg-quick configuration file and print what is wrong with it, if anything.
     ///
     /// Exits 0 when the file is usable; warnings for ignored wg-quick keys go to stderr.
@@ -208,6 +222,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let out = uring_tunnel::show::run_show(interface.as_deref(), json)?;
             print!("{out}");
         }
+        Command::Bench(args) => {
+            let exe = std::env::current_exe().context("locating the uring-tunnel binary")?;
+            // On a terminal the "..." line of a running test is overwritten by its result.
+            let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let report = uring_tunnel_bench::run_bench(&args, &exe, &mut |line| {
+                if !tty {
+                    eprintln!("bench: {line}");
+                } else if line.ends_with("...") {
+                    eprint!("\r\x1b[Kbench: {line}");
+                } else {
+                    eprintln!("\r\x1b[Kbench: {line}");
+                }
+            })?;
+            print!("{}", report.markdown());
+            eprintln!(
+                "bench: results in {}/results.json, results.md, chart.svg",
+                args.out.display()
+            );
+        }
+        Command::BenchGen(args) => uring_tunnel_bench::traffic::gen_main(&args)?,
+        Command::BenchSink(args) => uring_tunnel_bench::traffic::sink_main(&args)?,
         Command::Check { config } => {
             let cfg = config::Config::load(&config)?;
             for w in &cfg.warnings {

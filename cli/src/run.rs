@@ -328,6 +328,15 @@ fn summary(engine: &Engine) -> String {
         })
         .collect();
     let _ = write!(out, " shards_tun_rx/udp_rx=[{}]", per_shard.join(","));
+    // Byte counts (for the bench's super-packet sizes), after the older keys.
+    let _ = write!(
+        out,
+        " tun_rx_bytes={} tun_tx_bytes={} udp_rx_bytes={} udp_tx_bytes={}",
+        sum(|s| &s.tun_rx_bytes),
+        sum(|s| &s.tun_tx_bytes),
+        sum(|s| &s.udp_rx_bytes),
+        sum(|s| &s.udp_tx_bytes),
+    );
     for r in DropReason::ALL {
         let n: u64 = st.iter().map(|s| s.drops_of(r)).sum();
         if n > 0 {
