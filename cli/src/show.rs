@@ -100,6 +100,50 @@ pub struct ShowEngine {
     pub derived: Derived,
     /// Drops by reason (sum over shards; only non-zero reasons).
     pub drops: BTreeMap<String, u64>,
+    /// Handshake and cookie messages, completed handshakes and failures by reason.
+    #[serde(default)]
+    pub handshakes: ShowHandshakes,
+    /// Histograms over all shards: `gso_segments` (datagrams per GSO send),
+    /// `gro_datagrams` (datagrams per GRO receive), `tun_read_bytes` and `tun_write_bytes`
+    /// (super-packet sizes).
+    #[serde(default)]
+    pub histograms: BTreeMap<String, ShowHistogram>,
+}
+
+/// The control plane's counters.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ShowHandshakes {
+    /// Initiations sent.
+    pub initiations_sent: u64,
+    /// Initiations received (before validation).
+    pub initiations_received: u64,
+    /// Responses sent.
+    pub responses_sent: u64,
+    /// Responses received (before validation).
+    pub responses_received: u64,
+    /// Cookie replies sent (under load).
+    pub cookie_replies_sent: u64,
+    /// Cookie replies received.
+    pub cookie_replies_received: u64,
+    /// Handshakes completed (either role).
+    pub completed: u64,
+    /// Handshake messages refused, by reason (non-zero only).
+    pub failed: BTreeMap<String, u64>,
+    /// Keepalives sent.
+    pub keepalives_sent: u64,
+}
+
+/// One histogram: power-of-two upper bounds, per-bucket counts (the last is `+Inf`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ShowHistogram {
+    /// Inclusive upper bounds.
+    pub bounds: Vec<u64>,
+    /// Observations per bucket, `bounds.len() + 1` entries.
+    pub counts: Vec<u64>,
+    /// Sum of the observed values.
+    pub sum: u64,
+    /// Observations.
+    pub count: u64,
 }
 
 /// Counters of one shard (or their sum).
@@ -225,6 +269,42 @@ pub fn collect(engine: &Engine, st: &ShowStatic) -> ShowData {
             drops.insert(r.name().to_owned(), n);
         }
     }
+    let snap = engine.stats_snapshot();
+    let c = &snap.control;
+    let handshakes = ShowHandshakes {
+        initiations_sent: c.initiations_sent,
+        initiations_received: c.initiations_received,
+        responses_sent: c.responses_sent,
+        responses_received: c.responses_received,
+        cookie_replies_sent: c.cookie_replies_sent,
+        cookie_replies_received: c.cookie_replies_received,
+        completed: c.handshakes_completed,
+        failed: c
+            .handshake_failures
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(r, n)| (r.name().to_owned(), n))
+            .collect(),
+        keepalives_sent: c.keepalives_sent,
+    };
+    let t = &snap.total;
+    let histograms = [
+        ("gso_segments", &t.gso_segments),
+        ("gro_datagrams", &t.gro_datagrams),
+        ("tun_read_bytes", &t.tun_read_bytes),
+        ("tun_write_bytes", &t.tun_write_bytes),
+    ]
+    .into_iter()
+    .map(|(k, h)| {
+        let h = ShowHistogram {
+            bounds: h.bounds.clone(),
+            counts: h.counts.clone(),
+            sum: h.sum,
+            count: h.count,
+        };
+        (k.to_owned(), h)
+    })
+    .collect();
     ShowData {
         interface: st.interface.clone(),
         public_key: cfg.public_key.to_base64(),
@@ -262,6 +342,8 @@ pub fn collect(engine: &Engine, st: &ShowStatic) -> ShowData {
             total,
             shards,
             drops,
+            handshakes,
+            histograms,
         },
     }
 }
@@ -492,6 +574,36 @@ pub fn render(d: &ShowData) -> String {
             ""
         }
     );
+    let h = &e.handshakes;
+    let failed: u64 = h.failed.values().sum();
+    let _ = write!(
+        s,
+        "  handshakes: {} completed; initiations {} sent / {} received; responses {} sent / {} received; cookie replies {} sent / {} received; keepalives {} sent; {} refused",
+        h.completed,
+        h.initiations_sent,
+        h.initiations_received,
+        h.responses_sent,
+        h.responses_received,
+        h.cookie_replies_sent,
+        h.cookie_replies_received,
+        h.keepalives_sent,
+        failed
+    );
+    if failed > 0 {
+        let list: Vec<String> = h.failed.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = write!(s, " ({})", list.join(" "));
+    }
+    s.push('\n');
+    for (key, title, unit) in [
+        ("gso_segments", "datagrams per GSO send", ""),
+        ("gro_datagrams", "datagrams per GRO receive", ""),
+        ("tun_read_bytes", "TUN read sizes", " B"),
+        ("tun_write_bytes", "TUN write sizes", " B"),
+    ] {
+        if let Some(line) = e.histograms.get(key).and_then(|h| histogram_line(h, unit)) {
+            let _ = writeln!(s, "  {title}: {line}");
+        }
+    }
     if e.drops.is_empty() {
         let _ = writeln!(s, "  drops: none");
     } else {
@@ -499,6 +611,30 @@ pub fn render(d: &ShowData) -> String {
         let _ = writeln!(s, "  drops: {}", list.join(" "));
     }
     s
+}
+
+/// Non-empty buckets as `<=BOUND: COUNT`, or `None` when nothing was observed.
+fn histogram_line(h: &ShowHistogram, unit: &str) -> Option<String> {
+    if h.count == 0 {
+        return None;
+    }
+    let mut parts = Vec::new();
+    for (i, &n) in h.counts.iter().enumerate() {
+        if n == 0 {
+            continue;
+        }
+        let label = match h.bounds.get(i) {
+            Some(b) => format!("<={b}{unit}"),
+            None => format!(">{}{unit}", h.bounds.last().copied().unwrap_or(0)),
+        };
+        parts.push(format!("{label}: {n}"));
+    }
+    Some(format!(
+        "{} (average {:.1}{unit} over {})",
+        parts.join(", "),
+        h.sum as f64 / h.count as f64,
+        h.count
+    ))
 }
 
 #[cfg(test)]
@@ -547,6 +683,22 @@ mod tests {
                 total: c.clone(),
                 shards: vec![c, ShardCounters::default()],
                 drops: BTreeMap::from([("no_route".to_owned(), 3)]),
+                handshakes: ShowHandshakes {
+                    initiations_sent: 2,
+                    responses_received: 1,
+                    completed: 1,
+                    failed: BTreeMap::from([("invalid_mac".to_owned(), 4)]),
+                    ..ShowHandshakes::default()
+                },
+                histograms: BTreeMap::from([(
+                    "gso_segments".to_owned(),
+                    ShowHistogram {
+                        bounds: vec![1, 2, 4],
+                        counts: vec![1, 0, 3, 1],
+                        sum: 20,
+                        count: 5,
+                    },
+                )]),
             },
         }
     }
@@ -586,6 +738,9 @@ mod tests {
             "20.0 segments per GSO send, 10.0 per GRO receive",
             "syscalls per packet: 0.100 (io_uring_enter)",
             "drops: no_route=3",
+            "handshakes: 1 completed; initiations 2 sent / 0 received",
+            "4 refused (invalid_mac=4)",
+            "datagrams per GSO send: <=1: 1, <=4: 3, >4: 1 (average 4.0 over 5)",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
