@@ -73,6 +73,11 @@ enum Command {
         /// Do not ask for UDP GRO (one datagram per receive). For comparisons and tests.
         #[arg(long)]
         no_gro: bool,
+        /// Test only: divide every protocol time (Rekey-After-Time, Reject-After-Time,
+        /// Rekey-Timeout, Keepalive-Timeout, ...) by N, so soak tests see many rekeys. Not
+        /// WireGuard-compatible timing; never use in production.
+        #[arg(long, hide = true, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10000))]
+        test_timer_scale: Option<u32>,
     },
     /// Check a wg-quick configuration file and print what is wrong with it, if anything.
     ///
@@ -134,6 +139,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             no_offload,
             no_gso,
             no_gro,
+            test_timer_scale,
         } => {
             let opts = uring_tunnel::run::RunOptions {
                 interface,
@@ -148,6 +154,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 no_offload,
                 no_gso,
                 no_gro,
+                test_timer_scale,
             };
             uring_tunnel::run::run(&config, &opts)?;
         }

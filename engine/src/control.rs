@@ -7,13 +7,14 @@
 //! which the timer thread feeds into the protocol timers.
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::Thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use rand_core::OsRng;
-use uring_tunnel_crypto::peer::{Device, Event, PeerId as DevicePeerId};
+use uring_tunnel_crypto::peer::{Device, Event, PeerId as DevicePeerId, Reply};
 use uring_tunnel_crypto::transport::{
     TRANSPORT_HEADER_LEN, TRANSPORT_OVERHEAD, padded_len_for_mtu,
 };
@@ -57,6 +58,19 @@ pub struct ControlPlane {
     socket: Arc<UdpSocket>,
     origin: Instant,
     timer_thread: Mutex<Option<Thread>>,
+    counters: ControlCounters,
+}
+
+/// Counters of the rare path, written under the control mutex, read by anyone.
+#[derive(Debug, Default)]
+pub struct ControlCounters {
+    /// Handshakes completed: as initiator (response accepted) or as responder (initiation
+    /// answered with a response).
+    pub handshakes: AtomicU64,
+    /// Cookie replies sent (initiations/responses refused under load without a valid MAC2).
+    pub cookie_replies_sent: AtomicU64,
+    /// Cookie replies received from peers and accepted.
+    pub cookie_replies_received: AtomicU64,
 }
 
 impl ControlPlane {
@@ -79,7 +93,13 @@ impl ControlPlane {
             socket,
             origin,
             timer_thread: Mutex::new(None),
+            counters: ControlCounters::default(),
         }
+    }
+
+    /// Handshake and cookie counters.
+    pub fn counters(&self) -> &ControlCounters {
+        &self.counters
     }
 
     /// Monotonic time since the engine's origin.
@@ -278,7 +298,8 @@ impl ControlPlane {
             }
             while let Some(pkt) = q.pop_front() {
                 let len = pkt.len();
-                let dlen = TRANSPORT_OVERHEAD + padded_len_for_mtu(len, self.shared.mtu);
+                let mtu = self.shared.mtu();
+                let dlen = TRANSPORT_OVERHEAD + padded_len_for_mtu(len, mtu);
                 if dlen > buf.len() {
                     continue;
                 }
@@ -286,8 +307,7 @@ impl ControlPlane {
                 let Ok(counter) = kp.next_counter() else {
                     break;
                 };
-                if let Ok(n) =
-                    kp.encapsulate_mtu(counter, &mut buf[..dlen], len, self.shared.mtu, now)
+                if let Ok(n) = kp.encapsulate_mtu(counter, &mut buf[..dlen], len, mtu, now)
                     && self.socket.send_to(&buf[..n], *dst).is_ok()
                 {
                     state.tx_bytes.fetch_add(len as u64, Relaxed);
@@ -356,6 +376,18 @@ impl Control for ControlPlane {
             Some(Event::SessionEstablished { peer, .. }) => Some(peer.0),
             _ => None,
         };
+        match &outcome.event {
+            Some(Event::SessionEstablished { .. } | Event::SessionPending { .. }) => {
+                self.counters.handshakes.fetch_add(1, Relaxed);
+            }
+            Some(Event::CookieStored { .. }) => {
+                self.counters.cookie_replies_received.fetch_add(1, Relaxed);
+            }
+            None => {}
+        }
+        if matches!(outcome.reply, Some(Reply::CookieReply(_))) {
+            self.counters.cookie_replies_sent.fetch_add(1, Relaxed);
+        }
         let n = match &outcome.reply {
             Some(r) => {
                 let b = r.as_bytes();

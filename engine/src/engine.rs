@@ -202,7 +202,7 @@ impl Engine {
             peers: ArcSwap::from_pointee(states),
             allowed: ArcSwap::from_pointee(allowed.build()),
             indices: ArcSwap::from_pointee(IndexTable::new()),
-            mtu: cfg.mtu,
+            mtu: cfg.mtu.into(),
             stop: AtomicBool::new(false),
         });
         let udp_cfg = UdpConfig {
@@ -354,6 +354,22 @@ impl Engine {
     /// Per-shard counters.
     pub fn shard_stats(&self) -> &[Arc<ShardStats>] {
         &self.stats
+    }
+
+    /// Handshake and cookie counters of the control plane.
+    pub fn control_counters(&self) -> &crate::control::ControlCounters {
+        self.control.counters()
+    }
+
+    /// The tunnel MTU the shards use now.
+    pub fn mtu(&self) -> usize {
+        self.shared.mtu()
+    }
+
+    /// Makes the shards use `mtu` from their next packet on (the TUN device's MTU changed at
+    /// run time). Returns the previous value.
+    pub fn set_mtu(&self, mtu: usize) -> usize {
+        self.shared.set_mtu(mtu)
     }
 
     /// Shared tables (peers, sessions).
