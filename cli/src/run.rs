@@ -330,7 +330,8 @@ fn summary(engine: &Engine) -> String {
     let cc = engine.control_counters();
     let _ = write!(
         out,
-        " handshakes={} cookie_replies_sent={} cookie_replies_received={} gso_fallbacks={}",
+        " control_tx={} handshakes={} cookie_replies_sent={} cookie_replies_received={} gso_fallbacks={}",
+        cc.datagrams_sent.load(Relaxed),
         cc.handshakes.load(Relaxed),
         cc.cookie_replies_sent.load(Relaxed),
         cc.cookie_replies_received.load(Relaxed),

@@ -71,6 +71,10 @@ pub struct ControlCounters {
     pub cookie_replies_sent: AtomicU64,
     /// Cookie replies received from peers and accepted.
     pub cookie_replies_received: AtomicU64,
+    /// Datagrams sent by the control plane itself (initiations, keepalives, packets that waited
+    /// for a session); replies to handshake messages go out through the shards and are counted
+    /// there.
+    pub datagrams_sent: AtomicU64,
 }
 
 impl ControlPlane {
@@ -207,7 +211,9 @@ impl ControlPlane {
         }
         let transmits = inner.device.tick(now, SystemTime::now(), &mut OsRng);
         for t in &transmits {
-            let _ = self.socket.send_to(&t.datagram, t.to);
+            if self.socket.send_to(&t.datagram, t.to).is_ok() {
+                self.counters.datagrams_sent.fetch_add(1, Relaxed);
+            }
             if let Some(Some(state)) = peers.get(t.peer.0 as usize) {
                 state.last_auth_sent.set(now);
             }
@@ -292,6 +298,7 @@ impl ControlPlane {
                 if let Ok(n) = kp.encapsulate(counter, &mut buf[..TRANSPORT_OVERHEAD], 0, now)
                     && self.socket.send_to(&buf[..n], *dst).is_ok()
                 {
+                    self.counters.datagrams_sent.fetch_add(1, Relaxed);
                     state.last_auth_sent.set(now);
                 }
                 continue;
@@ -310,6 +317,7 @@ impl ControlPlane {
                 if let Ok(n) = kp.encapsulate_mtu(counter, &mut buf[..dlen], len, mtu, now)
                     && self.socket.send_to(&buf[..n], *dst).is_ok()
                 {
+                    self.counters.datagrams_sent.fetch_add(1, Relaxed);
                     state.tx_bytes.fetch_add(len as u64, Relaxed);
                     state.last_data_sent.set(now);
                     state.last_auth_sent.set(now);
