@@ -345,3 +345,31 @@ fn summary(engine: &Engine) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timer_scale_divides_times_only() {
+        let d = TimerConfig::default();
+        let t = scaled_timers(60);
+        assert_eq!(t.rekey_after_time, Duration::from_secs(2));
+        assert_eq!(t.reject_after_time, Duration::from_secs(3));
+        assert_eq!(t.rekey_timeout, d.rekey_timeout / 60);
+        assert_eq!(t.keepalive_timeout, d.keepalive_timeout / 60);
+        assert_eq!(t.rekey_after_messages, d.rekey_after_messages);
+        assert_eq!(t.max_handshake_attempts(), d.max_handshake_attempts());
+        assert_eq!(scaled_timers(1), d);
+    }
+
+    #[test]
+    fn overhead_by_outer_family() {
+        assert_eq!(outer_overhead(&"198.18.0.1:1".parse().unwrap()), 60);
+        assert_eq!(
+            outer_overhead(&"[::ffff:198.18.0.1]:1".parse().unwrap()),
+            60
+        );
+        assert_eq!(outer_overhead(&"[fd00::1]:1".parse().unwrap()), 80);
+    }
+}

@@ -1125,6 +1125,30 @@ mod eio_fallback_tests {
     }
 
     #[test]
+    fn size_refusal_limits_gso_to_smaller_segments() {
+        let tx = udplite();
+        assert!(tx.gso_for(1452));
+        assert!(!tx.note_gso_send_error(-libc::EAGAIN, 1452));
+        assert!(!tx.note_gso_send_error(-libc::EINVAL, 0));
+        assert!(tx.note_gso_send_error(-libc::EINVAL, 1452));
+        assert!(!tx.gso_for(1452) && !tx.gso_for(1500));
+        assert!(
+            tx.gso_for(1451) && tx.gso_enabled(),
+            "smaller segments keep GSO"
+        );
+        assert!(tx.note_gso_send_error(libc::EMSGSIZE, 1300));
+        assert!(!tx.gso_for(1300) && tx.gso_for(1299));
+        assert!(
+            tx.note_gso_send_error(-libc::EINVAL, 1452),
+            "a late CQE of a larger size still resends"
+        );
+        assert!(!tx.gso_for(1300), "the limit only goes down");
+        assert_eq!(tx.gso_fallbacks(), 3);
+        assert!(tx.note_gso_send_error(-libc::EIO, 100));
+        assert!(!tx.gso_enabled() && !tx.gso_for(100));
+    }
+
+    #[test]
     fn kernel_eio_disables_gso_and_resends_singly() {
         let rx = udplite();
         let tx = udplite();
