@@ -264,7 +264,7 @@ fn garbage_flood_run(secs: u64) {
     let a_start = UdpSnmp::read(&rig.veth.a).unwrap();
     let b_start = UdpSnmp::read(&rig.veth.b).unwrap();
     assert!(rig.ping(2, false, 56, &[]), "ping\n{}", rig.logs());
-    let before = best_of(&rig, 3, 5100, 32 * MIB, f64::INFINITY);
+    let before = best_of(&rig, 3, 5100, 128 * MIB, f64::INFINITY);
     let rss_before = rss_kib(pid).unwrap();
 
     // Flood A's port from B's namespace (64 source ports) for `secs` at full rate.
@@ -283,7 +283,7 @@ fn garbage_flood_run(secs: u64) {
     let a_window = UdpSnmp::read(&rig.veth.a).unwrap().since(&a_snmp);
     let rss_after_flood = rss_kib(pid).unwrap();
 
-    let after = best_of(&rig, 5, 5200, 32 * MIB, 0.9 * before);
+    let after = best_of(&rig, 5, 5200, 128 * MIB, 0.9 * before);
     let rss_after = rss_kib(pid).unwrap();
     let a_total = UdpSnmp::read(&rig.veth.a).unwrap().since(&a_start);
     let b_total = UdpSnmp::read(&rig.veth.b).unwrap().since(&b_start);
@@ -352,11 +352,19 @@ fn garbage_flood_long() {
 
 // ---- handshake flood ------------------------------------------------------------------------
 
-/// Largest tunnel CPU share (of one core) the handshake flood may cost: per flood initiation
-/// the responder does one MAC1 check (BLAKE2s), one cookie reply (BLAKE2s + XChaCha20-Poly1305)
-/// and one `sendto`, a few µs; the first 256 of each second (below the under-load threshold)
-/// also cost one X25519 each. 5000/s × ~10 µs + 256 × ~60 µs ≈ 7 %; the bound allows 3× that.
-const HANDSHAKE_FLOOD_CPU_BOUND: f64 = 0.25;
+/// CPU the tunnel may spend per flood initiation. Each costs one MAC1 check (BLAKE2s), one
+/// cookie reply (BLAKE2s + XChaCha20-Poly1305), one `sendto` and its share of the receive path:
+/// measured 15-19 µs on the loaded 2-core host (9.6 % of a core at 5000/s, 30 % at 20000/s);
+/// the bound allows ~2x that.
+const HANDSHAKE_FLOOD_CPU_PER_INIT: Duration = Duration::from_micros(30);
+/// Plus the first 256 initiations of every second, which are opened before the under-load
+/// threshold (one X25519 each, ~100 µs allowed).
+const HANDSHAKE_FLOOD_CPU_BELOW_LOAD: Duration = Duration::from_micros(256 * 100);
+
+/// Largest share of one core the tunnel may use under a flood of `rate` initiations/s.
+fn handshake_flood_cpu_bound(rate: u32) -> f64 {
+    (HANDSHAKE_FLOOD_CPU_PER_INIT * rate + HANDSHAKE_FLOOD_CPU_BELOW_LOAD).as_secs_f64()
+}
 
 fn handshake_flood_run(rate: u32, quiet_secs: u64, bytes: u64) {
     if !prerequisites() {
@@ -444,11 +452,12 @@ fn handshake_flood_run(rate: u32, quiet_secs: u64, bytes: u64) {
         s(&la, "handshakes") >= 1,
         "legit handshake did not complete"
     );
+    let bound = handshake_flood_cpu_bound(rate);
     assert!(
-        cpu_share <= HANDSHAKE_FLOOD_CPU_BOUND,
-        "tunnel CPU {:.1} % under a {rate}/s handshake flood (bound {:.0} %)",
+        cpu_share <= bound,
+        "tunnel CPU {:.1} % under a {rate}/s handshake flood (bound {:.1} %)",
         cpu_share * 100.0,
-        HANDSHAKE_FLOOD_CPU_BOUND * 100.0
+        bound * 100.0
     );
 }
 
