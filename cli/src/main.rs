@@ -81,6 +81,11 @@ enum Command {
         /// directives on top (e.g. `RUST_LOG=uring_tunnel_engine=debug`).
         #[arg(long, value_name = "LEVEL", default_value = "info")]
         log_level: LogLevel,
+        /// Test only: divide every protocol time (Rekey-After-Time, Reject-After-Time,
+        /// Rekey-Timeout, Keepalive-Timeout, ...) by N, so soak tests see many rekeys. Not
+        /// WireGuard-compatible timing; never use in production.
+        #[arg(long, hide = true, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10000))]
+        test_timer_scale: Option<u32>,
     },
     /// Show running tunnels: what `wg show` prints plus the engine (backend, offloads,
     /// per-shard counters, coalescing, syscalls per packet, drops by reason).
@@ -199,6 +204,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             no_gro,
             metrics,
             log_level,
+            test_timer_scale,
         } => {
             uring_tunnel::logging::init(log_level.directive())?;
             let opts = uring_tunnel::run::RunOptions {
@@ -215,6 +221,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 no_gso,
                 no_gro,
                 metrics,
+                test_timer_scale,
             };
             uring_tunnel::run::run(&config, &opts)?;
         }

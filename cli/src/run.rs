@@ -36,6 +36,58 @@ pub struct RunOptions {
     pub no_gro: bool,
     /// Serve Prometheus metrics on this address (`GET /metrics`).
     pub metrics: Option<SocketAddr>,
+    /// Test only: divide every protocol time by this (see [`scaled_timers`]).
+    pub test_timer_scale: Option<u32>,
+}
+
+/// The whitepaper's timers with every time divided by `div` (message counts unchanged): a
+/// test-only setting (`run --test-timer-scale N`, hidden) so soak tests see many rekeys.
+pub fn scaled_timers(div: u32) -> TimerConfig {
+    let d = TimerConfig::default();
+    let div = div.max(1);
+    TimerConfig {
+        rekey_after_time: d.rekey_after_time / div,
+        reject_after_time: d.reject_after_time / div,
+        rekey_attempt_time: d.rekey_attempt_time / div,
+        rekey_timeout: d.rekey_timeout / div,
+        rekey_timeout_jitter_max: d.rekey_timeout_jitter_max / div,
+        keepalive_timeout: d.keepalive_timeout / div,
+        zero_keys_after: d.zero_keys_after / div,
+        ..d
+    }
+}
+
+/// Outer IP + UDP + WireGuard transport overhead for a datagram to `ep`: 60 bytes over IPv4
+/// (20 + 8 + 32), 80 over IPv6 (40 + 8 + 32).
+pub fn outer_overhead(ep: &SocketAddr) -> usize {
+    match ep {
+        SocketAddr::V4(_) => 60,
+        SocketAddr::V6(a) if a.ip().to_ipv4_mapped().is_some() => 60,
+        SocketAddr::V6(_) => 80,
+    }
+}
+
+/// One warning naming every peer endpoint whose route MTU is below the tunnel MTU plus the
+/// outer overhead (those datagrams will be fragmented), or `None`.
+fn underlay_mtu_warning(name: &str, mtu: usize, endpoints: &[SocketAddr]) -> Option<String> {
+    let mut bad = Vec::new();
+    for ep in endpoints {
+        if let Ok(route) = uring_tunnel_engine::sys::udp::route_mtu(*ep) {
+            let need = mtu + outer_overhead(ep);
+            if route < need {
+                bad.push(format!(
+                    "{ep} (route MTU {route} < {mtu} + {} = {need})",
+                    outer_overhead(ep)
+                ));
+            }
+        }
+    }
+    (!bad.is_empty()).then(|| {
+        format!(
+            "warning: {name}: MTU mismatch: the tunnel MTU {mtu} does not fit the underlay to {}: outer datagrams will be fragmented; lower the tunnel MTU to avoid it",
+            bad.join(", ")
+        )
+    })
 }
 
 /// Picks the shard CPUs: `Some(cpu)` per pinned shard, `None` for unpinned shards.
@@ -177,7 +229,9 @@ pub fn run(config_path: &Path, opts: &RunOptions) -> anyhow::Result<()> {
         peers,
         shard_cpus: shard_cpus.clone(),
         backend: opts.engine,
-        timers: TimerConfig::default(),
+        timers: opts
+            .test_timer_scale
+            .map_or_else(TimerConfig::default, scaled_timers),
         udp_gso: !opts.no_gso,
         udp_gro: !opts.no_gro,
     };
@@ -252,6 +306,21 @@ pub fn run(config_path: &Path, opts: &RunOptions) -> anyhow::Result<()> {
         engine.udp_gro(),
     );
 
+    if let Some(div) = opts.test_timer_scale {
+        eprintln!(
+            "warning: {name}: --test-timer-scale {div}: protocol times divided by {div} (test only)"
+        );
+    }
+    let endpoints: Vec<SocketAddr> = cfg
+        .peers
+        .iter()
+        .filter_map(|p| p.endpoint.as_ref())
+        .filter_map(|ep| resolve(&ep.host, ep.port).ok())
+        .collect();
+    if let Some(w) = underlay_mtu_warning(&name, usize::from(cfg.interface.mtu), &endpoints) {
+        eprintln!("{w}");
+    }
+
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop))
@@ -266,6 +335,13 @@ pub fn run(config_path: &Path, opts: &RunOptions) -> anyhow::Result<()> {
             tracing::warn!(
                 "the kernel refused UDP GSO (EIO); sending datagrams one by one from now on"
             );
+        }
+        // The shards follow the device's MTU (`ip link set dev NAME mtu X`) without a restart.
+        if let Ok(now) = dev.mtu()
+            && now as usize != engine.mtu()
+        {
+            let old = engine.set_mtu(now as usize);
+            eprintln!("uring-tunnel: {name}: MTU changed {old} -> {now}; shards follow");
         }
         if let Some(e) = engine.failed() {
             failure = Some(e);
@@ -337,6 +413,14 @@ fn summary(engine: &Engine) -> String {
         sum(|s| &s.udp_rx_bytes),
         sum(|s| &s.udp_tx_bytes),
     );
+    let _ = write!(
+        out,
+        " control_tx={} cookie_replies_sent={} cookie_replies_received={} gso_fallbacks={}",
+        c.tx_datagrams,
+        c.cookie_replies_sent,
+        c.cookie_replies_received,
+        sum(|s| &s.gso_fallbacks),
+    );
     for r in DropReason::ALL {
         let n: u64 = st.iter().map(|s| s.drops_of(r)).sum();
         if n > 0 {
@@ -344,4 +428,32 @@ fn summary(engine: &Engine) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timer_scale_divides_times_only() {
+        let d = TimerConfig::default();
+        let t = scaled_timers(60);
+        assert_eq!(t.rekey_after_time, Duration::from_secs(2));
+        assert_eq!(t.reject_after_time, Duration::from_secs(3));
+        assert_eq!(t.rekey_timeout, d.rekey_timeout / 60);
+        assert_eq!(t.keepalive_timeout, d.keepalive_timeout / 60);
+        assert_eq!(t.rekey_after_messages, d.rekey_after_messages);
+        assert_eq!(t.max_handshake_attempts(), d.max_handshake_attempts());
+        assert_eq!(scaled_timers(1), d);
+    }
+
+    #[test]
+    fn overhead_by_outer_family() {
+        assert_eq!(outer_overhead(&"198.18.0.1:1".parse().unwrap()), 60);
+        assert_eq!(
+            outer_overhead(&"[::ffff:198.18.0.1]:1".parse().unwrap()),
+            60
+        );
+        assert_eq!(outer_overhead(&"[fd00::1]:1".parse().unwrap()), 80);
+    }
 }

@@ -370,7 +370,8 @@ impl ControlPlane {
             }
             while let Some(pkt) = q.pop_front() {
                 let len = pkt.len();
-                let dlen = TRANSPORT_OVERHEAD + padded_len_for_mtu(len, self.shared.mtu);
+                let mtu = self.shared.mtu();
+                let dlen = TRANSPORT_OVERHEAD + padded_len_for_mtu(len, mtu);
                 if dlen > buf.len() {
                     continue;
                 }
@@ -378,8 +379,7 @@ impl ControlPlane {
                 let Ok(counter) = kp.next_counter() else {
                     break;
                 };
-                if let Ok(n) =
-                    kp.encapsulate_mtu(counter, &mut buf[..dlen], len, self.shared.mtu, now)
+                if let Ok(n) = kp.encapsulate_mtu(counter, &mut buf[..dlen], len, mtu, now)
                     && self.send(&buf[..n], *dst)
                 {
                     ControlStats::inc(&self.stats.staged_tx_datagrams);

@@ -168,7 +168,7 @@ impl Datapath {
             self.stage_segments(peer, &split, nseg);
             return;
         };
-        let mtu = self.shared.mtu;
+        let mtu = self.shared.mtu();
         let mut sent_bytes = 0u64;
         for (i, counter) in (0..nseg).zip(counters) {
             let seg_len = split.segment_len(i);

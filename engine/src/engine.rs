@@ -211,7 +211,7 @@ impl Engine {
             peers: ArcSwap::from_pointee(states),
             allowed: ArcSwap::from_pointee(allowed.build()),
             indices: ArcSwap::from_pointee(IndexTable::new()),
-            mtu: cfg.mtu,
+            mtu: cfg.mtu.into(),
             stop: AtomicBool::new(false),
         });
         let udp_cfg = UdpConfig {
@@ -410,6 +410,17 @@ impl Engine {
     /// Every counter at this moment: per shard, their sum, the control plane, the peers.
     pub fn stats_snapshot(&self) -> EngineStats {
         self.stats_handle().snapshot()
+    }
+
+    /// The tunnel MTU the shards use now.
+    pub fn mtu(&self) -> usize {
+        self.shared.mtu()
+    }
+
+    /// Makes the shards use `mtu` from their next packet on (the TUN device's MTU changed at
+    /// run time). Returns the previous value.
+    pub fn set_mtu(&self, mtu: usize) -> usize {
+        self.shared.set_mtu(mtu)
     }
 
     /// Shared tables (peers, sessions).

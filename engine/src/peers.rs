@@ -8,7 +8,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -138,8 +138,10 @@ pub struct Shared {
     pub allowed: ArcSwap<AllowedIps>,
     /// Receiver index → session.
     pub indices: ArcSwap<IndexTable>,
-    /// Tunnel MTU (inner packets larger than this are still sent, padded to 16).
-    pub mtu: usize,
+    /// Tunnel MTU (inner packets larger than this are still sent, padded to 16). It follows the
+    /// TUN device's MTU at run time ([`Shared::set_mtu`]); the datapath reads it once per TUN
+    /// read.
+    pub mtu: AtomicUsize,
     /// Set to stop every shard.
     pub stop: AtomicBool,
 }
@@ -149,6 +151,17 @@ impl Shared {
     #[inline]
     pub fn peer(&self, id: PeerId) -> Option<Arc<PeerState>> {
         self.peers.load().get(id as usize).and_then(|p| p.clone())
+    }
+
+    /// The tunnel MTU now.
+    #[inline]
+    pub fn mtu(&self) -> usize {
+        self.mtu.load(Relaxed)
+    }
+
+    /// Changes the tunnel MTU (the device's MTU changed); returns the previous value.
+    pub fn set_mtu(&self, mtu: usize) -> usize {
+        self.mtu.swap(mtu, Relaxed)
     }
 
     /// Session by our receiver index.

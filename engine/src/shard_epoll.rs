@@ -54,7 +54,7 @@ impl UdpSink for EpollUdp<'_> {
         let seg = self.batch.segment_size() as u16;
         let count = self.batch.count();
         let before = self.sock.gso_fallbacks();
-        let calls = if self.sock.gso_enabled() && count > 1 {
+        let calls = if self.sock.gso_for(usize::from(seg)) && count > 1 {
             1
         } else {
             count

@@ -233,8 +233,9 @@ impl<'a> UringUdp<'a> {
         if c.res >= 0 {
             ShardStats::add(&st.udp_tx_datagrams, m.count as u64);
             ShardStats::add(&st.udp_tx_bytes, m.len as u64);
-        } else if self.sock.note_send_error(-c.res) {
-            // GSO refused (EIO): GSO is now off on the socket; resend singly.
+        } else if m.count > 1 && self.sock.note_gso_send_error(-c.res, usize::from(m.seg)) {
+            // GSO refused (EIO: off on the socket; EINVAL/EMSGSIZE: segments this large exceed
+            // the route MTU and go without GSO from now on): resend singly.
             ShardStats::add(&st.gso_fallbacks, 1);
             if let Some(buf) = self.pool.buf(slot) {
                 let bytes = &buf[..m.len];
@@ -261,7 +262,7 @@ fn send_sync(
     dst: SocketAddr,
     count: usize,
 ) {
-    let calls = if sock.gso_enabled() && count > 1 {
+    let calls = if sock.gso_for(usize::from(seg)) && count > 1 {
         1
     } else {
         count
@@ -320,7 +321,7 @@ impl UdpSink for UringUdp<'_> {
         let st = self.stats;
         match std::mem::replace(&mut self.cur, Current::None) {
             Current::Slot(s) => {
-                let pushed = if count > 1 && !self.sock.gso_enabled() {
+                let pushed = if count > 1 && !self.sock.gso_for(usize::from(seg)) {
                     false
                 } else {
                     let segment = (count > 1).then_some(seg);
@@ -720,7 +721,7 @@ mod tests {
             peers: ArcSwap::from_pointee(Vec::new()),
             allowed: ArcSwap::from_pointee(AllowedIpsBuilder::new().build()),
             indices: ArcSwap::from_pointee(IndexTable::new()),
-            mtu: 1420,
+            mtu: 1420.into(),
             stop: AtomicBool::new(false),
         });
         let stats = Arc::new(ShardStats::default());

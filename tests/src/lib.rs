@@ -5,6 +5,8 @@
 //! rules: underlay 198.18.0.0/15 and fd00::/8, overlay 100.64.0.0/10 and fd00::/8.
 #![warn(missing_docs)]
 
+pub mod flood;
+pub mod impair;
 pub mod transfer;
 pub mod tunnel;
 pub mod wg_peer;

@@ -287,6 +287,11 @@ impl UringTunnel {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The process id (of `uring-tunnel` itself: `ip netns exec` execs it).
+    pub fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
     /// The interface name.
     pub fn ifname(&self) -> &str {
         &self.ifname

@@ -348,6 +348,15 @@ impl TunDevice {
         self.nl.add_route(self.index, dst, prefix)
     }
 
+    /// The device's MTU now (`SIOCGIFMTU`, asked in the calling thread's network namespace,
+    /// which must be the device's). Someone may change it at run time (`ip link set mtu`).
+    pub fn mtu(&self) -> Result<u32, TunError> {
+        crate::sys::if_mtu(&self.name).map_err(|e| TunError::Ioctl {
+            op: "SIOCGIFMTU",
+            source: e,
+        })
+    }
+
     /// Set the MTU after creation.
     pub fn set_mtu(&mut self, mtu: u32) -> Result<(), TunError> {
         self.nl.set_link(self.index, Some(mtu), None)

@@ -121,6 +121,42 @@ pub(crate) fn poll_readable(fd: BorrowedFd<'_>, timeout_ms: i32) -> io::Result<b
     }
 }
 
+/// `struct ifreq` with the `ifr_mtu` member of the union.
+#[repr(C)]
+struct IfReqMtu {
+    name: [u8; 16],
+    mtu: libc::c_int,
+    _pad: [u8; 20],
+}
+
+/// MTU of interface `name` in the calling thread's network namespace (`SIOCGIFMTU`).
+pub(crate) fn if_mtu(name: &str) -> io::Result<u32> {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.len() > 15 {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    let mut req = IfReqMtu {
+        name: [0; 16],
+        mtu: 0,
+        _pad: [0; 20],
+    };
+    req.name[..bytes.len()].copy_from_slice(bytes);
+    // SAFETY: plain syscall without pointer arguments.
+    let fd = cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: `fd` was just returned by socket() and is owned by nobody else.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: SIOCGIFMTU reads the name from and writes the MTU into a `struct ifreq`
+    // (40 bytes), which `req` is; it outlives the call.
+    cvt(unsafe {
+        libc::ioctl(
+            sock.as_raw_fd(),
+            libc::SIOCGIFMTU as _,
+            &mut req as *mut IfReqMtu,
+        )
+    })?;
+    u32::try_from(req.mtu).map_err(|_| io::Error::other("negative MTU"))
+}
+
 /// Interface index of `name` in the calling thread's network namespace.
 pub(crate) fn if_nametoindex(name: &CStr) -> Option<u32> {
     // SAFETY: `name` is a valid NUL-terminated string.

@@ -12,6 +12,12 @@
 //! - each segment plus the IP and UDP headers must fit the route MTU (`EINVAL` otherwise);
 //! - the segment size is a `u16` cmsg; all segments but the last have exactly that size.
 //!
+//! A segment that does not fit the route MTU (an underlay MTU below the tunnel MTU + 60/80) is
+//! refused with `EINVAL`/`EMSGSIZE`; [`UdpSocket::note_gso_send_error`] then stops using GSO for
+//! segments of that size and larger on the socket (smaller ones keep GSO) and the segments go out
+//! one by one, which the kernel fragments: sockets are set to `IP_PMTUDISC_DONT` (like kernel
+//! WireGuard: no DF bit, routers may fragment; IPv6 fragments at the sender).
+//!
 //! A device without TX checksum offload (`ethtool -K dev tx off`) makes a GSO `sendmsg` fail with
 //! `EIO` before anything is sent; [`UdpSocket::send_segments`] then disables GSO on the socket
 //! for good, counts the fallback and resends the segments one by one.
@@ -19,7 +25,7 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use super::{cvt, cvt_size, getsockopt_int, setsockopt};
 
@@ -138,6 +144,8 @@ pub struct UdpSocket {
     info: UdpInfo,
     gso_enabled: AtomicBool,
     gso_fallbacks: AtomicU64,
+    /// Largest GSO segment the route took (`usize::MAX` until a send was refused for size).
+    gso_seg_limit: AtomicUsize,
 }
 
 impl AsRawFd for UdpSocket {
@@ -213,6 +221,23 @@ impl UdpSocket {
             .map_err(setup_err("SO_RCVBUF"))?;
         let snd_forced = set_buffer(raw, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, cfg.buffer_bytes)
             .map_err(setup_err("SO_SNDBUF"))?;
+        // Outer datagrams larger than the path MTU are fragmented rather than refused: no DF
+        // (IPv4; on a dual-stack socket this covers v4-mapped peers too), and IPv6 fragments at
+        // the sender. Best effort: an old kernel without the option keeps its default.
+        let _ = setsockopt(
+            raw,
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_DONT,
+        );
+        if family == Family::V6 {
+            let _ = setsockopt(
+                raw,
+                libc::IPPROTO_IPV6,
+                libc::IPV6_MTU_DISCOVER,
+                libc::IPV6_PMTUDISC_DONT,
+            );
+        }
         if let Some(mark) = cfg.fwmark {
             setsockopt(raw, libc::SOL_SOCKET, libc::SO_MARK, mark).map_err(setup_err("SO_MARK"))?;
         }
@@ -252,6 +277,7 @@ impl UdpSocket {
             },
             gso_enabled: AtomicBool::new(gso),
             gso_fallbacks: AtomicU64::new(0),
+            gso_seg_limit: AtomicUsize::new(usize::MAX),
         })
     }
 
@@ -332,6 +358,30 @@ impl UdpSocket {
         }
     }
 
+    /// Whether a GSO send of `seg`-byte segments may be tried: GSO is on and no send of
+    /// segments this large was refused for size before.
+    #[inline]
+    pub fn gso_for(&self, seg: usize) -> bool {
+        self.gso_enabled() && seg <= self.gso_seg_limit.load(Ordering::Relaxed)
+    }
+
+    /// Like [`UdpSocket::note_send_error`] for a GSO send of `seg`-byte segments, and also
+    /// handles a refusal for size (`EINVAL`/`EMSGSIZE`: a segment plus headers exceeds the route
+    /// MTU): segments of `seg` bytes and more no longer use GSO on this socket. Returns true
+    /// when the caller must resend the segments one by one.
+    pub fn note_gso_send_error(&self, errno: i32, seg: usize) -> bool {
+        let e = errno.abs();
+        if e == libc::EIO {
+            return self.note_send_error(e);
+        }
+        if (e == libc::EINVAL || e == libc::EMSGSIZE) && seg > 0 {
+            self.gso_seg_limit.fetch_min(seg - 1, Ordering::Relaxed);
+            self.gso_fallbacks.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+
     /// Sends one datagram (`sendto`). IPv4 destinations are v4-mapped on an IPv6 socket.
     pub fn send_to(&self, buf: &[u8], dst: SocketAddr) -> io::Result<usize> {
         send_to(self.as_raw_fd(), self.info.family, buf, dst)
@@ -363,10 +413,12 @@ impl UdpSocket {
         }
         let seg = usize::from(seg_size);
         let count = buf.len().div_ceil(seg).max(1);
-        if count > 1 && self.gso_enabled() {
+        if count > 1 && self.gso_for(seg) {
             match self.send_gso(buf, seg_size, dst) {
                 Ok(_) => return Ok(count),
-                Err(e) if e.raw_os_error().is_some_and(|c| self.note_send_error(c)) => {}
+                Err(e)
+                    if e.raw_os_error()
+                        .is_some_and(|c| self.note_gso_send_error(c, seg)) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -412,6 +464,25 @@ fn check_gso(len: usize, seg_size: u16, dst: &SocketAddr) -> io::Result<()> {
         return Err(invalid("GSO send has more than GSO_MAX_SEGMENTS segments"));
     }
     Ok(())
+}
+
+/// MTU of the route to `dst` as the kernel sees it now (`IP_MTU`/`IPV6_MTU` of a connected
+/// throw-away UDP socket): the largest outer IP datagram that leaves without fragmentation.
+pub fn route_mtu(dst: SocketAddr) -> io::Result<usize> {
+    let (family, raw_family) = match dst {
+        SocketAddr::V4(_) => (Family::V4, libc::AF_INET),
+        SocketAddr::V6(_) => (Family::V6, libc::AF_INET6),
+    };
+    let fd = new_socket(raw_family)?;
+    let mut addr = RawSockAddr::new();
+    let len = addr.encode(dst, family)?;
+    // SAFETY: `addr` holds an initialised sockaddr of `len` bytes; connect on UDP sends nothing.
+    cvt(unsafe { libc::connect(fd.as_raw_fd(), addr.as_ptr(), len) })?;
+    let mtu = match family {
+        Family::V4 => getsockopt_int(fd.as_raw_fd(), libc::IPPROTO_IP, libc::IP_MTU)?,
+        Family::V6 => getsockopt_int(fd.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_MTU)?,
+    };
+    usize::try_from(mtu).map_err(|_| io::Error::other("negative route MTU"))
 }
 
 /// `sendto` on a raw UDP socket fd of `family`.
@@ -1058,8 +1129,33 @@ mod eio_fallback_tests {
                 fwmark: None,
             },
             gso_enabled: AtomicBool::new(true),
+            gso_seg_limit: AtomicUsize::new(usize::MAX),
             gso_fallbacks: AtomicU64::new(0),
         }
+    }
+
+    #[test]
+    fn size_refusal_limits_gso_to_smaller_segments() {
+        let tx = udplite();
+        assert!(tx.gso_for(1452));
+        assert!(!tx.note_gso_send_error(-libc::EAGAIN, 1452));
+        assert!(!tx.note_gso_send_error(-libc::EINVAL, 0));
+        assert!(tx.note_gso_send_error(-libc::EINVAL, 1452));
+        assert!(!tx.gso_for(1452) && !tx.gso_for(1500));
+        assert!(
+            tx.gso_for(1451) && tx.gso_enabled(),
+            "smaller segments keep GSO"
+        );
+        assert!(tx.note_gso_send_error(libc::EMSGSIZE, 1300));
+        assert!(!tx.gso_for(1300) && tx.gso_for(1299));
+        assert!(
+            tx.note_gso_send_error(-libc::EINVAL, 1452),
+            "a late CQE of a larger size still resends"
+        );
+        assert!(!tx.gso_for(1300), "the limit only goes down");
+        assert_eq!(tx.gso_fallbacks(), 3);
+        assert!(tx.note_gso_send_error(-libc::EIO, 100));
+        assert!(!tx.gso_enabled() && !tx.gso_for(100));
     }
 
     #[test]
