@@ -3,4 +3,5 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod hygiene;
 pub mod run;

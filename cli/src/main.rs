@@ -3,8 +3,6 @@
 //! This binary is the only place that prints, exits or uses `anyhow`; the libraries below it
 //! return typed errors.
 
-use uring_tunnel::config;
-
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -73,6 +71,12 @@ enum Command {
         /// Do not ask for UDP GRO (one datagram per receive). For comparisons and tests.
         #[arg(long)]
         no_gro: bool,
+        /// After the device, routes and sockets are set up, drop root and run as USER (and its
+        /// primary group, or GROUP): names or numeric ids, e.g. `nobody` or `65534:65534`.
+        /// The already-open TUN queues and sockets keep working; the TUN device vanishes with
+        /// the process's last queue fd at exit.
+        #[arg(long, value_name = "USER[:GROUP]")]
+        user: Option<String>,
     },
     /// Check a wg-quick configuration file and print what is wrong with it, if anything.
     ///
@@ -134,6 +138,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             no_offload,
             no_gso,
             no_gro,
+            user,
         } => {
             let opts = uring_tunnel::run::RunOptions {
                 interface,
@@ -148,11 +153,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 no_offload,
                 no_gso,
                 no_gro,
+                user,
             };
             uring_tunnel::run::run(&config, &opts)?;
         }
         Command::Check { config } => {
-            let cfg = config::Config::load(&config)?;
+            let cfg = uring_tunnel::hygiene::load_private_config(&config)?;
             for w in &cfg.warnings {
                 eprintln!("warning: {w}");
             }

@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use uring_tunnel_crypto::TimerConfig;
-use uring_tunnel_crypto::keys::{PublicKey, StaticSecret};
+use uring_tunnel_crypto::keys::{PresharedKey, PublicKey, StaticSecret};
 use uring_tunnel_engine::sys::{CpuList, allowed_cpus, cpus_of_numa_node};
 use uring_tunnel_engine::{BackendChoice, Engine, EngineConfig, PeerSpec};
 use uring_tunnel_tun::{TunConfig, TunDevice};
 
-use crate::config::{Config, Table};
+use crate::config::Table;
 
 /// Options of `run` beyond the config file.
 #[derive(Debug, Clone)]
@@ -34,6 +34,8 @@ pub struct RunOptions {
     pub no_gso: bool,
     /// Disable UDP GRO.
     pub no_gro: bool,
+    /// `--user USER[:GROUP]`: drop to this user once the device and sockets exist.
+    pub user: Option<String>,
 }
 
 /// Picks the shard CPUs: `Some(cpu)` per pinned shard, `None` for unpinned shards.
@@ -85,7 +87,12 @@ fn resolve(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
 
 /// Runs the tunnel until SIGINT/SIGTERM.
 pub fn run(config_path: &Path, opts: &RunOptions) -> anyhow::Result<()> {
-    let cfg = Config::load(config_path)?;
+    let cfg = crate::hygiene::load_private_config(config_path)?;
+    let run_as = opts
+        .user
+        .as_deref()
+        .map(crate::hygiene::RunAs::resolve)
+        .transpose()?;
     for w in &cfg.warnings {
         eprintln!("warning: {w}");
     }
@@ -125,7 +132,10 @@ pub fn run(config_path: &Path, opts: &RunOptions) -> anyhow::Result<()> {
         }
         peers.push(PeerSpec {
             public_key: PublicKey::from_bytes(p.public_key.0),
-            preshared_key: p.preshared_key.as_ref().map(|k| k.0),
+            preshared_key: p
+                .preshared_key
+                .as_ref()
+                .map(|k| PresharedKey::from_bytes(k.0)),
             endpoint,
             allowed_ips: p.allowed_ips.clone(),
             persistent_keepalive: p
@@ -169,6 +179,17 @@ pub fn run(config_path: &Path, opts: &RunOptions) -> anyhow::Result<()> {
         udp_gro: !opts.no_gro,
     };
     let engine = Engine::start(engine_cfg, queues, caps).context("starting the engine")?;
+    if let Some(user) = &run_as {
+        if let Err(e) = user.drop_privileges() {
+            let _ = engine.stop();
+            drop(dev);
+            return Err(e.into());
+        }
+        eprintln!(
+            "uring-tunnel: {name}: running as uid {} gid {} (--user {})",
+            user.uid, user.gid, user.spec
+        );
+    }
     let pinned: Vec<String> = shard_cpus
         .iter()
         .map(|c| c.map_or_else(|| "-".into(), |c| c.to_string()))
