@@ -32,8 +32,9 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 
 # One build for all targets: no sanitizer (the code under test is safe Rust; unsafe is limited
-# to syscall modules the targets do not reach), debug assertions and overflow checks on.
-build=(--sanitizer none --debug-assertions)
+# to syscall modules the targets do not reach); debug assertions and overflow checks come from
+# the release profile in fuzz/Cargo.toml.
+build=(--sanitizer none)
 log "cargo +nightly fuzz build ${build[*]}"
 cargo +nightly fuzz build "${build[@]}"
 

@@ -2,7 +2,8 @@
 //! * the writes lie inside the output buffer, in order, without overlap;
 //! * every write parses as virtio-net header + packet that `GsoSplit` accepts;
 //! * splitting all writes gives back exactly the input packets (as a multiset), up to IPv4
-//!   header checksum, IPv4 ID and L4 checksum fields, which a split rewrites.
+//!   header checksum, IPv4 ID, L4 checksum and (without URG) urgent pointer fields, which a
+//!   split rewrites.
 //!
 //! Input: `[flags][count][len u16, bytes]…`; flags choose `GroConfig` (vnet header, TCP, UDP,
 //! checksum verification, max segments), and bit 7 makes the list from templates (a few

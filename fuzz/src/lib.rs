@@ -245,8 +245,9 @@ fn fill_l4_checksum(p: &mut [u8], l4: usize, proto: u8, pseudo: u16) {
 
 /// `pkt` with the fields a split rewrites zeroed: the IPv4 header checksum, the IPv4 ID (a
 /// split numbers segments id, id+1, … like the kernel's own segmentation, while the coalescer,
-/// like wireguard-go's, does not require consecutive IDs) and the TCP/UDP checksum (where it
-/// can tell where they are).
+/// like wireguard-go's, does not require consecutive IDs), the TCP/UDP checksum, and the TCP
+/// urgent pointer when URG is clear (meaningless then; the coalescer, like the kernel's GRO,
+/// does not compare it and a split repeats the first segment's).
 pub fn normalized(pkt: &[u8]) -> Vec<u8> {
     let mut p = pkt.to_vec();
     let (l4, proto) = match p.first().map(|b| b >> 4) {
@@ -263,6 +264,12 @@ pub fn normalized(pkt: &[u8]) -> Vec<u8> {
         UDP => l4 + 6,
         _ => return p,
     };
+    // Without URG the urgent pointer means nothing; a split copies the first segment's.
+    if proto == TCP && p.get(l4 + 13).is_some_and(|f| f & 0x20 == 0) {
+        if let Some(f) = p.get_mut(l4 + 18..l4 + 20) {
+            f.fill(0);
+        }
+    }
     if let Some(f) = p.get_mut(off..off + 2) {
         f.fill(0);
     }
