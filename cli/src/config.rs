@@ -214,7 +214,8 @@ impl<'p> Parser<'p> {
         ConfigError {
             path: self.path.to_owned(),
             line,
-            reason: reason.into(),
+            // Messages quote offending text, which may be a key written wrongly.
+            reason: crate::hygiene::redact_keys(&reason.into()),
         }
     }
 

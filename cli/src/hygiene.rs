@@ -72,6 +72,33 @@ pub fn load_private_config(path: &Path) -> Result<Config, LoadError> {
     Ok(cfg)
 }
 
+/// `text` with every run of 40 or more base64 characters (a key, or most of one) replaced by
+/// `<redacted>`, for messages that quote configuration text.
+pub fn redact_keys(text: &str) -> String {
+    const MIN_RUN: usize = 40;
+    let is_b64 = |c: char| c.is_ascii_alphanumeric() || c == '+' || c == '/';
+    let mut out = String::with_capacity(text.len());
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        if run.len() >= MIN_RUN {
+            out.push_str("<redacted>");
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in text.chars() {
+        if is_b64(c) {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
 /// A user (and group) to run as after set-up: `--user USER[:GROUP]`, names or numeric ids.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunAs {
@@ -226,6 +253,27 @@ mod tests {
         let e = load_private_config(&p).expect_err("invalid");
         assert!(matches!(e, LoadError::Config(ref c) if c.line == 2), "{e}");
         std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn config_errors_never_quote_a_key() {
+        let d = tmpdir("quote");
+        for bad in [
+            format!("[Interface]\nPrivateKey {KEY}\n"),
+            format!("[Interface]\n{KEY}\n"),
+            format!("[{KEY}]\n"),
+            format!("[Interface]\nPrivateKey = {KEY}\n[Peer]\nPublicKey = {KEY}x\n"),
+            format!("[Interface]\nPrivateKey = {KEY}\nAddress = {KEY}\n"),
+        ] {
+            let p = d.join("q.conf");
+            std::fs::write(&p, &bad).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+            let e = load_private_config(&p).expect_err(&bad).to_string();
+            assert!(!e.contains(&KEY[..40]), "{e}");
+        }
+        std::fs::remove_dir_all(&d).unwrap();
+        assert_eq!(redact_keys("a `abc` b"), "a `abc` b");
+        assert_eq!(redact_keys(&format!("x `{KEY}` y")), "x `<redacted>=` y");
     }
 
     #[test]
