@@ -265,10 +265,11 @@ pub fn normalized(pkt: &[u8]) -> Vec<u8> {
         _ => return p,
     };
     // Without URG the urgent pointer means nothing; a split copies the first segment's.
-    if proto == TCP && p.get(l4 + 13).is_some_and(|f| f & 0x20 == 0) {
-        if let Some(f) = p.get_mut(l4 + 18..l4 + 20) {
-            f.fill(0);
-        }
+    if proto == TCP
+        && p.get(l4 + 13).is_some_and(|f| f & 0x20 == 0)
+        && let Some(f) = p.get_mut(l4 + 18..l4 + 20)
+    {
+        f.fill(0);
     }
     if let Some(f) = p.get_mut(off..off + 2) {
         f.fill(0);
