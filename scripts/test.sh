@@ -51,3 +51,5 @@ log "cargo build --release -p uring-tunnel (the e2e and interop tests run this b
 cargo build --quiet --release --locked -p uring-tunnel
 log "cargo test"
 cargo test --workspace --locked
+log "fuzz: every target for ${FUZZ_SECONDS:-8}s from the seed corpus (scripts/fuzz.sh)"
+./scripts/fuzz.sh "${FUZZ_SECONDS:-8}"

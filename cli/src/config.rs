@@ -14,9 +14,18 @@ use ipnet::IpNet;
 /// Default tunnel MTU, as wg-quick picks for a 1500-byte underlay with IPv6 outer headers.
 pub const DEFAULT_MTU: u16 = 1420;
 
-/// A 32-byte key decoded from base64 (`wg genkey` format).
-#[derive(Clone, PartialEq, Eq)]
+/// A 32-byte key decoded from base64 (`wg genkey` format). Zeroized on drop, redacted in
+/// `Debug`, compared in constant time.
+#[derive(Clone)]
 pub struct KeyBytes(pub [u8; 32]);
+
+impl PartialEq for KeyBytes {
+    fn eq(&self, other: &Self) -> bool {
+        subtle::ConstantTimeEq::ct_eq(&self.0[..], &other.0[..]).into()
+    }
+}
+
+impl Eq for KeyBytes {}
 
 impl fmt::Debug for KeyBytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -140,13 +149,15 @@ const WG_QUICK_ONLY: &[&str] = &[
 ];
 
 impl Config {
-    /// Reads and parses a file.
+    /// Reads and parses a file (the text, which holds keys, is zeroized afterwards).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            path: path.to_owned(),
-            line: 0,
-            reason: format!("cannot read: {e}"),
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map(zeroize::Zeroizing::new)
+            .map_err(|e| ConfigError {
+                path: path.to_owned(),
+                line: 0,
+                reason: format!("cannot read: {e}"),
+            })?;
         Config::parse(&text, path)
     }
 
@@ -203,7 +214,8 @@ impl<'p> Parser<'p> {
         ConfigError {
             path: self.path.to_owned(),
             line,
-            reason: reason.into(),
+            // Messages quote offending text, which may be a key written wrongly.
+            reason: crate::hygiene::redact_keys(&reason.into()),
         }
     }
 

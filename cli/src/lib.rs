@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod hygiene;
 pub mod logging;
 pub mod metrics;
 pub mod run;

@@ -3,8 +3,6 @@
 //! This binary is the only place that prints, exits or uses `anyhow`; the libraries below it
 //! return typed errors.
 
-use uring_tunnel::config;
-
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -86,6 +84,12 @@ enum Command {
         /// WireGuard-compatible timing; never use in production.
         #[arg(long, hide = true, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10000))]
         test_timer_scale: Option<u32>,
+        /// After the device, routes and sockets are set up, drop root and run as USER (and its
+        /// primary group, or GROUP): names or numeric ids, e.g. `nobody` or `65534:65534`.
+        /// The already-open TUN queues and sockets keep working; the TUN device vanishes with
+        /// the process's last queue fd at exit.
+        #[arg(long, value_name = "USER[:GROUP]")]
+        user: Option<String>,
     },
     /// Show running tunnels: what `wg show` prints plus the engine (backend, offloads,
     /// per-shard counters, coalescing, syscalls per packet, drops by reason).
@@ -205,6 +209,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             metrics,
             log_level,
             test_timer_scale,
+            user,
         } => {
             uring_tunnel::logging::init(log_level.directive())?;
             let opts = uring_tunnel::run::RunOptions {
@@ -222,6 +227,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 no_gro,
                 metrics,
                 test_timer_scale,
+                user,
             };
             uring_tunnel::run::run(&config, &opts)?;
         }
@@ -251,7 +257,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::BenchGen(args) => uring_tunnel_bench::traffic::gen_main(&args)?,
         Command::BenchSink(args) => uring_tunnel_bench::traffic::sink_main(&args)?,
         Command::Check { config } => {
-            let cfg = config::Config::load(&config)?;
+            let cfg = uring_tunnel::hygiene::load_private_config(&config)?;
             for w in &cfg.warnings {
                 eprintln!("warning: {w}");
             }

@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use uring_tunnel_crypto::TimerConfig;
-use uring_tunnel_crypto::keys::{PublicKey, StaticSecret};
+use uring_tunnel_crypto::keys::{PresharedKey, PublicKey, StaticSecret};
 use uring_tunnel_engine::sys::{CpuList, allowed_cpus, cpus_of_numa_node};
 use uring_tunnel_engine::{BackendChoice, Engine, EngineConfig, PeerSpec};
 use uring_tunnel_tun::{TunConfig, TunDevice};
 
-use crate::config::{Config, Table};
+use crate::config::Table;
 
 /// Options of `run` beyond the config file.
 #[derive(Debug, Clone)]
@@ -36,6 +36,8 @@ pub struct RunOptions {
     pub no_gro: bool,
     /// Serve Prometheus metrics on this address (`GET /metrics`).
     pub metrics: Option<SocketAddr>,
+    /// `--user USER[:GROUP]`: drop to this user once the device and sockets exist.
+    pub user: Option<String>,
     /// Test only: divide every protocol time by this (see [`scaled_timers`]).
     pub test_timer_scale: Option<u32>,
 }
@@ -139,7 +141,12 @@ fn resolve(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
 
 /// Runs the tunnel until SIGINT/SIGTERM.
 pub fn run(config_path: &Path, opts: &RunOptions) -> anyhow::Result<()> {
-    let cfg = Config::load(config_path)?;
+    let cfg = crate::hygiene::load_private_config(config_path)?;
+    let run_as = opts
+        .user
+        .as_deref()
+        .map(crate::hygiene::RunAs::resolve)
+        .transpose()?;
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }
@@ -179,7 +186,10 @@ pub fn run(config_path: &Path, opts: &RunOptions) -> anyhow::Result<()> {
         }
         peers.push(PeerSpec {
             public_key: PublicKey::from_bytes(p.public_key.0),
-            preshared_key: p.preshared_key.as_ref().map(|k| k.0),
+            preshared_key: p
+                .preshared_key
+                .as_ref()
+                .map(|k| PresharedKey::from_bytes(k.0)),
             endpoint,
             allowed_ips: p.allowed_ips.clone(),
             persistent_keepalive: p
@@ -286,6 +296,23 @@ pub fn run(config_path: &Path, opts: &RunOptions) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    if let Some(user) = &run_as {
+        if let Err(e) = user.drop_privileges() {
+            if let Some(u) = uapi {
+                u.stop();
+            }
+            drop(_metrics);
+            if let Ok(engine) = Arc::try_unwrap(engine) {
+                let _ = engine.stop();
+            }
+            drop(dev);
+            return Err(e.into());
+        }
+        eprintln!(
+            "uring-tunnel: {name}: running as uid {} gid {} (--user {})",
+            user.uid, user.gid, user.spec
+        );
+    }
     let pinned: Vec<String> = shard_cpus
         .iter()
         .map(|c| c.map_or_else(|| "-".into(), |c| c.to_string()))

@@ -1,6 +1,7 @@
 //! The binary's key and config commands, as a user runs them.
 
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_uring-tunnel");
@@ -96,6 +97,21 @@ fn check_reports_file_line_reason() {
         "[Interface]\nPrivateKey = yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=\nAddress = 100.64.0.1/24\nDNS = 1.1.1.1\n",
     )
     .unwrap();
+    // Group/other access to a file holding a PrivateKey is refused, naming the fix.
+    std::fs::set_permissions(&good, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("mode 0644"), "{err}");
+    assert!(
+        err.contains(&format!("chmod 600 {}", good.display())),
+        "{err}"
+    );
+    std::fs::set_permissions(&good, std::fs::Permissions::from_mode(0o600)).unwrap();
     let out = Command::new(BIN)
         .args(["check", "--config"])
         .arg(&good)

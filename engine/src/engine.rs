@@ -60,8 +60,8 @@ pub enum BackendChoice {
 pub struct PeerSpec {
     /// Its static public key.
     pub public_key: PublicKey,
-    /// Optional preshared key.
-    pub preshared_key: Option<[u8; 32]>,
+    /// Optional preshared key (zeroized on drop, redacted in `Debug`).
+    pub preshared_key: Option<PresharedKey>,
     /// Initial endpoint (resolved).
     pub endpoint: Option<SocketAddr>,
     /// Inner prefixes routed to and accepted from it.
@@ -186,8 +186,8 @@ impl Engine {
         let mut states = Vec::with_capacity(cfg.peers.len());
         for (i, p) in cfg.peers.iter().enumerate() {
             let mut pc = PeerConfig::new(p.public_key);
-            if let Some(psk) = p.preshared_key {
-                pc.preshared_key = PresharedKey::from_bytes(psk);
+            if let Some(psk) = &p.preshared_key {
+                pc.preshared_key = psk.clone();
             }
             pc.endpoint = p.endpoint;
             pc.persistent_keepalive = p.persistent_keepalive;

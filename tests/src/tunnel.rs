@@ -297,6 +297,12 @@ impl UringTunnel {
         &self.ifname
     }
 
+    /// SIGKILL (no clean-up by the process) and reap; returns the exit status.
+    pub fn kill(mut self) -> io::Result<std::process::ExitStatus> {
+        self.child.0.kill()?;
+        self.child.0.wait()
+    }
+
     /// Sends SIGTERM and checks the shutdown contract: exit status 0 within 10 s, a stats line
     /// (`tun_rx=...`) in the log, and the interface gone. Returns the stats line.
     pub fn stop(mut self) -> Result<String, String> {
