@@ -8,12 +8,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use uring_tunnel_engine::Engine;
-use uring_tunnel_engine::stats::{DropReason, ShardStats};
+use uring_tunnel_engine::stats::{HistogramSnapshot, StatsSnapshot};
 use uring_tunnel_tun::TunCaps;
 
 use crate::uapi::canonical_endpoint;
@@ -92,22 +91,14 @@ pub struct ShowEngine {
     pub udp_gso: bool,
     /// UDP GRO granted.
     pub udp_gro: bool,
-    /// Sum over the shards.
-    pub total: ShardCounters,
+    /// Sum over the shards (every engine counter and histogram; drops by reason).
+    pub total: StatsSnapshot,
     /// Per shard.
-    pub shards: Vec<ShardCounters>,
+    pub shards: Vec<StatsSnapshot>,
     /// Ratios derived from `total`.
     pub derived: Derived,
-    /// Drops by reason (sum over shards; only non-zero reasons).
-    pub drops: BTreeMap<String, u64>,
     /// Handshake and cookie messages, completed handshakes and failures by reason.
-    #[serde(default)]
     pub handshakes: ShowHandshakes,
-    /// Histograms over all shards: `gso_segments` (datagrams per GSO send),
-    /// `gro_datagrams` (datagrams per GRO receive), `tun_read_bytes` and `tun_write_bytes`
-    /// (super-packet sizes).
-    #[serde(default)]
-    pub histograms: BTreeMap<String, ShowHistogram>,
 }
 
 /// The control plane's counters.
@@ -133,54 +124,6 @@ pub struct ShowHandshakes {
     pub keepalives_sent: u64,
 }
 
-/// One histogram: power-of-two upper bounds, per-bucket counts (the last is `+Inf`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct ShowHistogram {
-    /// Inclusive upper bounds.
-    pub bounds: Vec<u64>,
-    /// Observations per bucket, `bounds.len() + 1` entries.
-    pub counts: Vec<u64>,
-    /// Sum of the observed values.
-    pub sum: u64,
-    /// Observations.
-    pub count: u64,
-}
-
-/// Counters of one shard (or their sum).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct ShardCounters {
-    /// TUN reads (each may be a super-packet).
-    pub tun_reads: u64,
-    /// Inner packets read from the TUN (after splitting).
-    pub tun_rx_packets: u64,
-    /// Inner bytes read from the TUN.
-    pub tun_rx_bytes: u64,
-    /// TUN writes (each may be a coalesced super-packet).
-    pub tun_writes: u64,
-    /// Inner packets written to the TUN.
-    pub tun_tx_packets: u64,
-    /// Inner bytes written to the TUN.
-    pub tun_tx_bytes: u64,
-    /// UDP receive completions (each may be a GRO train).
-    pub udp_recvs: u64,
-    /// UDP datagrams received.
-    pub udp_rx_datagrams: u64,
-    /// UDP bytes received.
-    pub udp_rx_bytes: u64,
-    /// UDP sends (each may carry many GSO segments).
-    pub udp_sends: u64,
-    /// UDP datagrams sent.
-    pub udp_tx_datagrams: u64,
-    /// UDP bytes sent.
-    pub udp_tx_bytes: u64,
-    /// Syscalls (`io_uring_enter` on the uring backend).
-    pub syscalls: u64,
-    /// Sends where GSO was refused.
-    pub gso_fallbacks: u64,
-    /// All drops.
-    pub drops: u64,
-}
-
 /// Coalescing and cost ratios.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Derived {
@@ -198,52 +141,12 @@ pub struct Derived {
     pub syscalls_per_packet: f64,
 }
 
-fn counters(s: &ShardStats) -> ShardCounters {
-    ShardCounters {
-        tun_reads: s.tun_reads.load(Relaxed),
-        tun_rx_packets: s.tun_rx_packets.load(Relaxed),
-        tun_rx_bytes: s.tun_rx_bytes.load(Relaxed),
-        tun_writes: s.tun_writes.load(Relaxed),
-        tun_tx_packets: s.tun_tx_packets.load(Relaxed),
-        tun_tx_bytes: s.tun_tx_bytes.load(Relaxed),
-        udp_recvs: s.udp_recvs.load(Relaxed),
-        udp_rx_datagrams: s.udp_rx_datagrams.load(Relaxed),
-        udp_rx_bytes: s.udp_rx_bytes.load(Relaxed),
-        udp_sends: s.udp_sends.load(Relaxed),
-        udp_tx_datagrams: s.udp_tx_datagrams.load(Relaxed),
-        udp_tx_bytes: s.udp_tx_bytes.load(Relaxed),
-        syscalls: s.syscalls.load(Relaxed),
-        gso_fallbacks: s.gso_fallbacks.load(Relaxed),
-        drops: DropReason::ALL.iter().map(|r| s.drops_of(*r)).sum(),
-    }
-}
-
-impl ShardCounters {
-    fn add(&mut self, o: &ShardCounters) {
-        self.tun_reads += o.tun_reads;
-        self.tun_rx_packets += o.tun_rx_packets;
-        self.tun_rx_bytes += o.tun_rx_bytes;
-        self.tun_writes += o.tun_writes;
-        self.tun_tx_packets += o.tun_tx_packets;
-        self.tun_tx_bytes += o.tun_tx_bytes;
-        self.udp_recvs += o.udp_recvs;
-        self.udp_rx_datagrams += o.udp_rx_datagrams;
-        self.udp_rx_bytes += o.udp_rx_bytes;
-        self.udp_sends += o.udp_sends;
-        self.udp_tx_datagrams += o.udp_tx_datagrams;
-        self.udp_tx_bytes += o.udp_tx_bytes;
-        self.syscalls += o.syscalls;
-        self.gso_fallbacks += o.gso_fallbacks;
-        self.drops += o.drops;
-    }
-}
-
 fn ratio(a: u64, b: u64) -> f64 {
     if b == 0 { 0.0 } else { a as f64 / b as f64 }
 }
 
 /// Ratios from totals.
-pub fn derive(t: &ShardCounters) -> Derived {
+pub fn derive(t: &StatsSnapshot) -> Derived {
     Derived {
         segments_per_gso_send: ratio(t.udp_tx_datagrams, t.udp_sends),
         segments_per_gro_receive: ratio(t.udp_rx_datagrams, t.udp_recvs),
@@ -257,18 +160,6 @@ pub fn derive(t: &ShardCounters) -> Derived {
 /// Builds the `show` data of a running tunnel: the one place that reads the engine for it.
 pub fn collect(engine: &Engine, st: &ShowStatic) -> ShowData {
     let cfg = engine.config();
-    let shards: Vec<ShardCounters> = engine.shard_stats().iter().map(|s| counters(s)).collect();
-    let mut total = ShardCounters::default();
-    for s in &shards {
-        total.add(s);
-    }
-    let mut drops = BTreeMap::new();
-    for r in DropReason::ALL {
-        let n: u64 = engine.shard_stats().iter().map(|s| s.drops_of(r)).sum();
-        if n > 0 {
-            drops.insert(r.name().to_owned(), n);
-        }
-    }
     let snap = engine.stats_snapshot();
     let c = &snap.control;
     let handshakes = ShowHandshakes {
@@ -287,24 +178,6 @@ pub fn collect(engine: &Engine, st: &ShowStatic) -> ShowData {
             .collect(),
         keepalives_sent: c.keepalives_sent,
     };
-    let t = &snap.total;
-    let histograms = [
-        ("gso_segments", &t.gso_segments),
-        ("gro_datagrams", &t.gro_datagrams),
-        ("tun_read_bytes", &t.tun_read_bytes),
-        ("tun_write_bytes", &t.tun_write_bytes),
-    ]
-    .into_iter()
-    .map(|(k, h)| {
-        let h = ShowHistogram {
-            bounds: h.bounds.clone(),
-            counts: h.counts.clone(),
-            sum: h.sum,
-            count: h.count,
-        };
-        (k.to_owned(), h)
-    })
-    .collect();
     ShowData {
         interface: st.interface.clone(),
         public_key: cfg.public_key.to_base64(),
@@ -338,12 +211,10 @@ pub fn collect(engine: &Engine, st: &ShowStatic) -> ShowData {
             tun_uso: st.caps.uso,
             udp_gso: engine.udp_gso(),
             udp_gro: engine.udp_gro(),
-            derived: derive(&total),
-            total,
-            shards,
-            drops,
+            derived: derive(&snap.total),
+            total: snap.total,
+            shards: snap.shards,
             handshakes,
-            histograms,
         },
     }
 }
@@ -526,7 +397,7 @@ pub fn render(d: &ShowData) -> String {
         yes(e.tun_uso)
     );
     let _ = writeln!(s, "  udp: gso {} gro {}", yes(e.udp_gso), yes(e.udp_gro));
-    let mut shard_line = |name: &str, c: &ShardCounters| {
+    let mut shard_line = |name: &str, c: &StatsSnapshot| {
         let _ = writeln!(
             s,
             "  {name}: tun rx {} pkts {} / tx {} pkts {}; udp rx {} dgrams {} / tx {} dgrams {}; syscalls {}; drops {}",
@@ -539,7 +410,7 @@ pub fn render(d: &ShowData) -> String {
             c.udp_tx_datagrams,
             human_bytes(c.udp_tx_bytes),
             c.syscalls,
-            c.drops
+            c.drops.total()
         );
     };
     for (i, c) in e.shards.iter().enumerate() {
@@ -600,21 +471,33 @@ pub fn render(d: &ShowData) -> String {
         ("tun_read_bytes", "TUN read sizes", " B"),
         ("tun_write_bytes", "TUN write sizes", " B"),
     ] {
-        if let Some(line) = e.histograms.get(key).and_then(|h| histogram_line(h, unit)) {
+        let h = match key {
+            "gso_segments" => &e.total.gso_segments,
+            "gro_datagrams" => &e.total.gro_datagrams,
+            "tun_read_bytes" => &e.total.tun_read_bytes,
+            _ => &e.total.tun_write_bytes,
+        };
+        if let Some(line) = histogram_line(h, unit) {
             let _ = writeln!(s, "  {title}: {line}");
         }
     }
-    if e.drops.is_empty() {
+    if e.total.drops.total() == 0 {
         let _ = writeln!(s, "  drops: none");
     } else {
-        let list: Vec<String> = e.drops.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let list: Vec<String> = e
+            .total
+            .drops
+            .iter()
+            .filter(|(_, v)| *v > 0)
+            .map(|(k, v)| format!("{}={v}", k.name()))
+            .collect();
         let _ = writeln!(s, "  drops: {}", list.join(" "));
     }
     s
 }
 
 /// Non-empty buckets as `<=BOUND: COUNT`, or `None` when nothing was observed.
-fn histogram_line(h: &ShowHistogram, unit: &str) -> Option<String> {
+fn histogram_line(h: &HistogramSnapshot, unit: &str) -> Option<String> {
     if h.count == 0 {
         return None;
     }
@@ -642,7 +525,9 @@ mod tests {
     use super::*;
 
     fn sample() -> ShowData {
-        let c = ShardCounters {
+        let mut drops = uring_tunnel_engine::stats::DropCounts::default();
+        drops.0[uring_tunnel_engine::stats::DropReason::NoRoute as usize] = 3;
+        let c = StatsSnapshot {
             tun_reads: 10,
             tun_rx_packets: 100,
             tun_rx_bytes: 140_000,
@@ -651,7 +536,14 @@ mod tests {
             udp_recvs: 4,
             udp_rx_datagrams: 40,
             syscalls: 14,
-            ..ShardCounters::default()
+            drops,
+            gso_segments: HistogramSnapshot {
+                bounds: vec![1, 2, 4],
+                counts: vec![1, 0, 3, 1],
+                sum: 20,
+                count: 5,
+            },
+            ..StatsSnapshot::default()
         };
         ShowData {
             interface: "wg9".into(),
@@ -681,8 +573,7 @@ mod tests {
                 udp_gro: true,
                 derived: derive(&c),
                 total: c.clone(),
-                shards: vec![c, ShardCounters::default()],
-                drops: BTreeMap::from([("no_route".to_owned(), 3)]),
+                shards: vec![c, StatsSnapshot::default()],
                 handshakes: ShowHandshakes {
                     initiations_sent: 2,
                     responses_received: 1,
@@ -690,15 +581,6 @@ mod tests {
                     failed: BTreeMap::from([("invalid_mac".to_owned(), 4)]),
                     ..ShowHandshakes::default()
                 },
-                histograms: BTreeMap::from([(
-                    "gso_segments".to_owned(),
-                    ShowHistogram {
-                        bounds: vec![1, 2, 4],
-                        counts: vec![1, 0, 3, 1],
-                        sum: 20,
-                        count: 5,
-                    },
-                )]),
             },
         }
     }
@@ -711,7 +593,7 @@ mod tests {
         assert_eq!(d.packets_per_tun_read, 10.0);
         assert_eq!(d.bytes_per_tun_read, 14_000.0);
         assert_eq!(d.syscalls_per_packet, 0.1);
-        assert_eq!(derive(&ShardCounters::default()), Derived::default());
+        assert_eq!(derive(&StatsSnapshot::default()), Derived::default());
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Why a packet was dropped. Stable snake_case names via [`DropReason::name`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -143,7 +143,7 @@ impl<const N: usize> Pow2Histogram<N> {
 }
 
 /// A histogram's values at one moment.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistogramSnapshot {
     /// Finite upper bounds (inclusive) of the buckets, ascending; one more bucket (`+Inf`)
     /// follows the last.
@@ -358,9 +358,23 @@ impl Serialize for DropCounts {
     }
 }
 
+impl<'de> Deserialize<'de> for DropCounts {
+    /// The map [`Serialize`] writes; unknown reasons (from another version) are ignored.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let map = std::collections::BTreeMap::<String, u64>::deserialize(d)?;
+        let mut out = DropCounts::default();
+        for r in DropReason::ALL {
+            if let Some(n) = map.get(r.name()) {
+                out.0[r as usize] = *n;
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// One shard's counters (or their sum over shards) at one moment: see [`ShardStats`] for what
 /// each means. Summable: `a.merge(&b)`, or `iter.sum()`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[allow(missing_docs)] // field docs are on `ShardStats`
 pub struct StatsSnapshot {
     pub tun_reads: u64,

@@ -383,6 +383,9 @@ fn live_reconfiguration(hub_engine: &str) {
         format!("engine: {hub_engine}"),
         "coalescing:".to_owned(),
         "syscalls per packet:".to_owned(),
+        "completed; initiations".to_owned(),
+        "datagrams per GSO send: ".to_owned(),
+        "TUN read sizes: ".to_owned(),
     ] {
         assert!(text.contains(&want), "missing {want:?} in\n{text}");
     }
