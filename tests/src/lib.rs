@@ -216,6 +216,34 @@ impl VethPair {
     pub fn v6(&self, host: u8) -> String {
         format!("fd00:18:{}::{host}", self.subnet)
     }
+
+    /// A third namespace `C` joined to side A by a second veth (a hub topology):
+    /// A = 198.18.{m}.1/24, C = 198.18.{m}.3/24 with `m` = subnet + 100, both up.
+    /// Returns `C` and `m`.
+    pub fn attach_third(&self) -> io::Result<(Netns, u8)> {
+        let c = Netns::new()?;
+        let m = self.subnet.wrapping_add(100);
+        let (dev_a, dev_c) = (unique_name("vh"), unique_name("vc"));
+        ip(&[
+            "link",
+            "add",
+            &dev_a,
+            "netns",
+            self.a.name(),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &dev_c,
+            "netns",
+            c.name(),
+        ])?;
+        for (ns, dev, host) in [(&self.a, &dev_a, 1), (&c, &dev_c, 3)] {
+            ns.ip(&["addr", "add", &format!("198.18.{m}.{host}/24"), "dev", dev])?;
+            ns.ip(&["link", "set", dev, "up"])?;
+        }
+        Ok((c, m))
+    }
 }
 
 /// A child process killed (by its PID, which we started) and reaped on drop.

@@ -276,34 +276,8 @@ fn hub_with_two_peers() {
     let _g = serial();
     let ab = VethPair::new().expect("veth A-B");
     // C joins A over a second link.
-    let c = Netns::new().expect("netns C");
+    let (c, m) = ab.attach_third().expect("netns C joined to A");
     let n = ab.subnet;
-    let m = n.wrapping_add(100);
-    let (dev_a, dev_c) = (
-        uring_tunnel_tests::unique_name("vh"),
-        uring_tunnel_tests::unique_name("vc"),
-    );
-    uring_tunnel_tests::ip(&[
-        "link",
-        "add",
-        &dev_a,
-        "netns",
-        ab.a.name(),
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &dev_c,
-        "netns",
-        c.name(),
-    ])
-    .unwrap();
-    ab.a.ip(&["addr", "add", &format!("198.18.{m}.1/24"), "dev", &dev_a])
-        .unwrap();
-    ab.a.ip(&["link", "set", &dev_a, "up"]).unwrap();
-    c.ip(&["addr", "add", &format!("198.18.{m}.3/24"), "dev", &dev_c])
-        .unwrap();
-    c.ip(&["link", "set", &dev_c, "up"]).unwrap();
 
     let (ka, pa) = keypair();
     let (kb, pb) = keypair();

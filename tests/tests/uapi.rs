@@ -14,7 +14,7 @@ use uring_tunnel_tests::transfer::tcp_transfer;
 use uring_tunnel_tests::tunnel::{
     TestDir, UringTunnel, genkey, pubkey, uring_tunnel_bin, wait_for,
 };
-use uring_tunnel_tests::{Netns, VethPair, ip, require, require_netns, serial, tool_exists};
+use uring_tunnel_tests::{Netns, VethPair, require, require_netns, serial, tool_exists};
 
 fn prerequisites() -> bool {
     require_netns()
@@ -108,34 +108,9 @@ impl Hub {
     /// Hub (`hub_engine`) knowing B only; B and C both point at the hub.
     fn start(hub_engine: &str) -> Hub {
         let ab = VethPair::new().expect("veth pair");
-        let c = Netns::new().expect("netns C");
+        let (c, m) = ab.attach_third().expect("netns C joined to A");
         let n = ab.subnet;
-        let m = n.wrapping_add(100);
-        let (dev_a, dev_c) = (
-            uring_tunnel_tests::unique_name("vh"),
-            uring_tunnel_tests::unique_name("vc"),
-        );
-        ip(&[
-            "link",
-            "add",
-            &dev_a,
-            "netns",
-            ab.a.name(),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &dev_c,
-            "netns",
-            c.name(),
-        ])
-        .expect("veth A-C");
-        ab.a.ip(&["addr", "add", &format!("198.18.{m}.1/24"), "dev", &dev_a])
-            .unwrap();
-        ab.a.ip(&["link", "set", &dev_a, "up"]).unwrap();
-        c.ip(&["addr", "add", &format!("198.18.{m}.3/24"), "dev", &dev_c])
-            .unwrap();
-        c.ip(&["link", "set", &dev_c, "up"]).unwrap();
+
         let (ka, pa) = keypair();
         let (kb, pb) = keypair();
         let (kc, pc) = keypair();
