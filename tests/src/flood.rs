@@ -75,10 +75,20 @@ impl Rng {
     }
 }
 
+/// Ports the tests' tunnels listen on; flood sockets never take them.
+const TUNNEL_PORTS: std::ops::RangeInclusive<u16> = 51800..=51899;
+
 fn sockets(n: usize, v6: bool) -> io::Result<Vec<UdpSocket>> {
     (0..n.max(1))
         .map(|_| {
-            let s = UdpSocket::bind(if v6 { "[::]:0" } else { "0.0.0.0:0" })?;
+            // Ephemeral ports span the tunnels' listen ports (51820, 51821): a flood socket
+            // holding one would stop a tunnel started later in this namespace from binding.
+            let s = loop {
+                let s = UdpSocket::bind(if v6 { "[::]:0" } else { "0.0.0.0:0" })?;
+                if !TUNNEL_PORTS.contains(&s.local_addr()?.port()) {
+                    break s;
+                }
+            };
             // Local drops (a full backlog on the far side of the veth) come back as ENOBUFS
             // instead of being swallowed, so `sent` counts only what left.
             if v6 {
